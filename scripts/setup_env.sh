@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Creates .venv with torch and everything the pack, its tests and its demo need.
+# Idempotent: a second run only checks. Usage: scripts/setup_env.sh [--with-browser]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+py="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# torch + torchvision: ComfyUI imports torchvision (through spandrel and kornia); the pair must match.
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  "${pip[@]}" "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
+fi
+"${pip[@]}" -r requirements.txt -r requirements-test.txt
+if [ "${1:-}" = "--with-browser" ]; then
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "setup_env: could not install chromium; browser tests will be skipped" >&2
+    else
+      echo "setup_env: chromium not found and not root; browser tests will be skipped" >&2
+    fi
+  fi
+fi
+echo "setup_env: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
