@@ -1,0 +1,258 @@
+"""Starts and stops a real ComfyUI with this pack installed, on a free loopback port.
+
+Each server gets its own folders (input, output, temp, user, models/ddcolor, custom_nodes) under a
+base directory; the pack is installed as a symlink named `comfyui-ddcolor-vram-guard` in that
+custom_nodes folder, which an extra_model_paths.yaml hands to ComfyUI together with the ddcolor models
+folder. The log goes to a file kept as a test artefact. GPU_GUARD_* variables of the calling shell are
+not passed on, so that a server's guard settings are exactly the `env` it was given.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from .artifacts import artifact_dir
+from .client import ComfyClient
+from .comfyui_install import ensure_comfyui
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the pack
+PACK_NAME = "comfyui-ddcolor-vram-guard"
+# Settings seeded into a fresh user folder: no first-run template dialog over the graph.
+DEFAULT_USER_SETTINGS = '{"Comfy.TutorialCompleted": true}\n'
+
+_running: set["ComfyServer"] = set()
+
+
+class ComfyStartError(RuntimeError):
+    """ComfyUI did not come up, or came up without the pack; the message carries the log tail."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerFolders:
+    """The folders one ComfyUI server reads and writes, all under `base`."""
+
+    def __init__(self, base: Path):
+        self.base = Path(base).resolve()
+        self.input = self.base / "input"
+        self.output = self.base / "output"
+        self.temp = self.base / "temp"
+        self.user = self.base / "user"
+        self.models = self.base / "models" / "ddcolor"
+        self.custom_nodes = self.base / "custom_nodes"
+        self.pack_link = self.custom_nodes / PACK_NAME
+        self.extra_model_paths = self.base / "extra_model_paths.yaml"
+
+    def create(self, pack_root: Path) -> None:
+        for folder in (self.input, self.output, self.temp, self.user / "default", self.models,
+                       self.custom_nodes):
+            folder.mkdir(parents=True, exist_ok=True)
+        if not self.pack_link.is_symlink():
+            self.pack_link.symlink_to(Path(pack_root).resolve(), target_is_directory=True)
+        settings = self.user / "default" / "comfy.settings.json"
+        if not settings.exists():
+            settings.write_text(DEFAULT_USER_SETTINGS, encoding="utf-8")
+        # JSON strings are valid YAML scalars and quote any path safely.
+        self.extra_model_paths.write_text(
+            "pack:\n"
+            f"  custom_nodes: {_quoted(self.custom_nodes)}\n"
+            f"  ddcolor: {_quoted(self.models)}\n",
+            encoding="utf-8",
+        )
+
+
+def _quoted(path: Path) -> str:
+    return json.dumps(str(path))
+
+
+class ComfyServer(ComfyClient):
+    """A ComfyUI process owned by the harness; also a ComfyClient for it once started.
+
+        server = ComfyServer(tmp_dir, name="guard", env={"GPU_GUARD_PROBE": "file:/tmp/p.json"})
+        with server:            # start() ... stop()
+            server.post_prompt(workflow)
+    """
+
+    is_local = True
+
+    def __init__(self, base_dir: str | Path, *, name: str = "comfyui", env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = (), pack_root: str | Path = REPO_ROOT,
+                 startup_timeout: float = 180.0, python: str | None = None):
+        super().__init__("http://127.0.0.1:0")
+        self.name = name
+        self.folders = ServerFolders(Path(base_dir))
+        self.env = dict(env or {})
+        self.extra_args = tuple(extra_args)
+        self.pack_root = Path(pack_root)
+        self.startup_timeout = startup_timeout
+        self.python = python or os.environ.get("COMFYUI_PYTHON") or sys.executable
+        self.log_path = artifact_dir("comfyui") / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.comfyui_dir: Path | None = None
+        self._log_handle = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def models_dir(self) -> Path:
+        """The `ddcolor` model folder this server lists checkpoints from."""
+        return self.folders.models
+
+    def start(self) -> "ComfyServer":
+        if self.process is not None and self.process.poll() is None:
+            return self
+        self.comfyui_dir = ensure_comfyui()
+        self.folders.create(self.pack_root)
+        for attempt in range(3):
+            self._spawn(free_port())
+            try:
+                self._wait_ready()
+                break
+            except ComfyStartError as error:
+                self.stop()
+                # Another process may take the port between free_port() and ComfyUI's bind.
+                if "address already in use" not in str(error).lower() or attempt == 2:
+                    raise
+        self.check_pack_imported()
+        return self
+
+    def _command(self, port: int) -> list[str]:
+        f = self.folders
+        return [
+            self.python, "-u", str(self.comfyui_dir / "main.py"), "--cpu",
+            "--listen", "127.0.0.1", "--port", str(port),
+            "--extra-model-paths-config", str(f.extra_model_paths),
+            "--database-url", "sqlite:///:memory:", "--disable-api-nodes",
+            "--output-directory", str(f.output), "--temp-directory", str(f.temp),
+            "--user-directory", str(f.user), "--input-directory", str(f.input),
+            *self.extra_args,
+        ]
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GPU_GUARD_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.env)
+        return env
+
+    def _spawn(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_handle = open(self.log_path, "wb")
+        command = self._command(port)
+        self._log_handle.write(("$ " + " ".join(command) + "\n").encode())
+        self._log_handle.flush()
+        self.process = subprocess.Popen(
+            command, cwd=self.comfyui_dir, env=self._environment(),
+            stdin=subprocess.DEVNULL, stdout=self._log_handle, stderr=subprocess.STDOUT,
+        )
+        _running.add(self)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise ComfyStartError(f"ComfyUI exited with code {code} during start-up.\n{self.log_tail()}")
+            try:
+                if self.http.get(self.url + "/system_stats", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() >= deadline:
+                raise ComfyStartError(
+                    f"ComfyUI did not answer /system_stats within {self.startup_timeout:.0f}s.\n{self.log_tail()}")
+            time.sleep(0.25)
+
+    def check_pack_imported(self) -> None:
+        """Raises when ComfyUI reported the pack's import as failed (its exit code does not show it)."""
+        pack = re.compile(re.escape(str(self.folders.pack_link)) + r"(\s|$)")
+        failed = [line.strip() for line in self.log_text().splitlines()
+                  if ("IMPORT FAILED" in line or "Cannot import" in line) and pack.search(line)]
+        if failed:
+            raise ComfyStartError(
+                f"ComfyUI started but could not import the pack: {failed}.\n{self.log_tail(80)}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """Stops the process by its PID (terminate, then kill); returns its exit code."""
+        code = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout)
+            code = self.process.returncode
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+        _running.discard(self)
+        return code
+
+    def restart(self, env: dict[str, str] | None = None) -> "ComfyServer":
+        """Stops and starts again with the same folders (and `env` replacing the old one, if given)."""
+        self.stop()
+        if env is not None:
+            self.env = dict(env)
+        self.process = None
+        return self.start()
+
+    def __enter__(self) -> "ComfyServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def output_file(self, image: dict) -> Path:
+        """Where an image listed in a history entry (see output_images) lies on disk."""
+        folder = {"output": self.folders.output, "temp": self.folders.temp, "input": self.folders.input}
+        return folder[image.get("type", "output")] / image.get("subfolder", "") / image["filename"]
+
+    # ------------------------------------------------------------ log
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        tail = self.log_text().splitlines()[-lines:]
+        return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
+
+    def wait_for_log(self, text: str, timeout: float = 30.0, since: int = 0) -> str:
+        """Waits until `text` appears in the log (after character offset `since`); returns the line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log_text()[since:]
+            if text in log:
+                return next(line for line in log.splitlines() if text in line)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{text!r} not in the ComfyUI log within {timeout:.0f}s.\n{self.log_tail()}")
+            time.sleep(0.2)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_running):
+        server.stop()
