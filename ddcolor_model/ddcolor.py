@@ -1,0 +1,62 @@
+"""The DDColor network: ConvNeXt encoder, pixel decoder, colour decoder and refine conv.
+
+Input: gray RGB (B, 3, S, S) in [0, 1], S a multiple of 32. Output: ab (B, 2, S, S) in Lab units.
+Built with the release config of the four official checkpoints.
+"""
+import torch
+import torch.nn as nn
+
+from .color_decoder import MultiScaleColorDecoder
+from .convnext import Encoder
+from .pixel_decoder import PixelShuffleUpsample, build_up_blocks
+from .spectral_norm import SpectralNormConv2d
+
+VARIANTS = ("large", "tiny")
+NUM_QUERIES = 100
+NUM_SCALES = 3
+DEC_LAYERS = 9
+NF = 512
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Decoder(nn.Module):
+    """Pixel decoder (up-blocks + x4 last shuffle) feeding the multi-scale colour decoder."""
+
+    def __init__(self, encoder_dims, nf=NF):
+        super().__init__()
+        self.layers = build_up_blocks(encoder_dims, nf)
+        self.last_shuf = PixelShuffleUpsample(nf // 2, nf // 2, scale=4, with_bn=False)
+        self.color_decoder = MultiScaleColorDecoder(
+            in_channels=[nf, nf, nf // 2], num_queries=NUM_QUERIES, num_scales=NUM_SCALES,
+            dec_layers=DEC_LAYERS)
+
+    def forward(self, features):
+        x = features[3]
+        scales = []
+        for block, skip in zip(self.layers, (features[2], features[1], features[0])):
+            x = block(x, skip)
+            scales.append(x)
+        return self.color_decoder(scales, self.last_shuf(x))
+
+
+class DDColor(nn.Module):
+    def __init__(self, variant="large"):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown DDColor variant {variant!r}: use one of {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.encoder = Encoder(variant)
+        self.decoder = Decoder(self.encoder.dims)
+        self.refine_net = nn.Sequential(nn.Sequential(
+            SpectralNormConv2d(NUM_QUERIES + 3, 2, 1, bias=True)))
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
+            raise ValueError(f"DDColor expects (B, 3, H, W) with H and W multiples of 32, got {tuple(x.shape)}")
+        x = (x - self.mean) / self.std
+        queries_out = self.decoder(self.encoder(x))
+        # The refine conv sees the normalised image next to the per-query maps.
+        return self.refine_net(torch.cat([queries_out, x], dim=1))
