@@ -1,0 +1,62 @@
+"""Wires one Guard into a running ComfyUI: queue hook, /prompt admission, routes, websocket events.
+
+Each part is attached on its own; a part that fails is logged and skipped, the others still work.
+"""
+from __future__ import annotations
+
+import logging
+
+from .admission import PromptAdmission
+from .events import failed_prompt_notifier, forward_guard_events
+from .queue_hook import QueueHook
+from .routes import GuardRoutes
+
+_log = logging.getLogger("gpu_guard.comfy")
+
+
+def comfy_loaded_models():
+    """ComfyUI's own loaded models (empty when its model management cannot be imported)."""
+    try:
+        import comfy.model_management as model_management
+    except ImportError:
+        return []
+    return model_management.current_loaded_models
+
+
+class ComfyAdapter:
+    def __init__(self, guard, server, loaded_models=comfy_loaded_models):
+        self.guard = guard
+        self.server = server
+        self.queue = server.prompt_queue
+        self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
+        self.admission = PromptAdmission(guard, self.queue)
+        self.routes = GuardRoutes(guard, extra_status=self.stats)
+        self.attached = []
+
+    def stats(self) -> dict:
+        return {**self.hook.stats(), "rejected_prompts": self.admission.rejected,
+                "attached": list(self.attached)}
+
+    def attach(self, routes_frozen_into_app: bool) -> None:
+        """`routes_frozen_into_app`: ComfyUI already copied its RouteTableDef into the app (late,
+        lazy install), so routes go straight to the app's router, /api twins included."""
+        self._step("queue hook", self.hook.install)
+        self._step("prompt admission", lambda: self.server.app.middlewares.append(self.admission.middleware))
+        self._step("routes", lambda: self._add_routes(routes_frozen_into_app))
+        self._step("websocket events", lambda: forward_guard_events(self.guard, self.server))
+
+    def _step(self, name, action):
+        try:
+            action()
+            self.attached.append(name)
+        except Exception:  # noqa: BLE001 - one broken part must not stop the others
+            _log.exception("VRAM guard: could not attach the %s; the rest of the guard works", name)
+
+    def _add_routes(self, straight_to_app):
+        for method, path, handler in self.routes.definitions():
+            if straight_to_app:
+                self.server.app.router.add_route(method, path, handler)
+                self.server.app.router.add_route(method, "/api" + path, handler)
+            else:
+                # ComfyUI's add_routes() registers these and an /api twin of each
+                self.server.routes.route(method, path)(handler)

@@ -1,0 +1,92 @@
+"""Small operations on ComfyUI's live PromptQueue (execution.PromptQueue).
+
+What we rely on (checked in 0.3.75 and upstream, see docs/gpu_guard_comfyui.md):
+- `queue.mutex` is an RLock and `queue.not_empty` a Condition on it; every method takes it;
+- `queue.queue` is a heapq list of tuples `(number, prompt_id, prompt, extra_data, outputs, sensitive)`
+  (older releases have no `sensitive`); ComfyUI's priority order is the tuple order;
+- `queue.get()` pops `queue.queue[0]` and registers it in `currently_running`;
+- `queue.task_done(item_id, history_result, status=ExecutionStatus(...), process_item=...)` moves a
+  running item into `/history`.
+
+Every function here must be called with `queue.mutex` held.
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from collections import namedtuple
+
+from ..guard import QueueEntry
+
+# ComfyUI's status tuple when the running release does not define one (kept field-compatible)
+_FallbackStatus = namedtuple("ExecutionStatus", ["status_str", "completed", "messages"])
+
+HOLD_TIMEOUT_EXCEPTION = "gpu_guard.HoldTimeout"
+
+
+def pending_items(queue) -> list:
+    """The queued items in ComfyUI's priority order (number, then prompt id; never compares graphs)."""
+    return sorted(queue.queue, key=lambda item: (item[0], item[1]))
+
+
+def entry_of(item) -> QueueEntry:
+    extra_data = item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
+    return QueueEntry(prompt_id=item[1], number=item[0], prompt=item[2],
+                      client_id=extra_data.get("client_id"))
+
+
+def pop_item(queue, item, original_get):
+    """Pop `item` (which may sit anywhere in the heap) through ComfyUI's own `get`, so that the
+    bookkeeping (currently_running, task counter, queue_updated) stays ComfyUI's.
+
+    `get` pops `queue.queue[0]`; a prompt further back is moved to the front first and the heap
+    property restored afterwards. The caller holds the mutex, so nobody sees the list in between.
+    """
+    heap = queue.queue
+    index = next(i for i, queued in enumerate(heap) if queued is item)
+    if index != 0:
+        heap.pop(index)
+        heap.insert(0, item)
+    try:
+        popped = original_get(timeout=0)
+    finally:
+        if index != 0:
+            heapq.heapify(queue.queue)
+    if popped is None or popped[0] is not item:
+        raise RuntimeError("ComfyUI's queue returned another item than the one admitted")
+    return popped
+
+
+def _without_sensitive(item):
+    # ComfyUI's worker strips the sensitive extra data (index 5) before writing history
+    return tuple(item[:5]) + tuple(item[6:])
+
+
+def hold_timeout_messages(item, message: str) -> list:
+    """Status messages in the shape ComfyUI's executor records them: (event, data) pairs."""
+    now_ms = int(time.time() * 1000)
+    prompt_id = item[1]
+    return [
+        ("execution_start", {"prompt_id": prompt_id, "timestamp": now_ms}),
+        ("execution_error", {
+            "prompt_id": prompt_id,
+            "node_id": None,
+            "node_type": "gpu_guard",
+            "executed": [],
+            "exception_message": message,
+            "exception_type": HOLD_TIMEOUT_EXCEPTION,
+            "traceback": [],
+            "current_inputs": {},
+            "current_outputs": [],
+            "timestamp": now_ms,
+        }),
+    ]
+
+
+def record_failure(queue, popped, messages) -> None:
+    """End a popped (running) item in /history as an error with the given status messages."""
+    _item, item_id = popped
+    status_type = getattr(type(queue), "ExecutionStatus", _FallbackStatus)
+    status = status_type(status_str="error", completed=False, messages=messages)
+    queue.task_done(item_id, {"outputs": {}, "meta": {}}, status=status,
+                    process_item=_without_sensitive)

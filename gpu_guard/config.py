@@ -1,0 +1,276 @@
+"""The guard's settings: definitions, validation and precedence (defaults < config file < environment).
+
+Every setting has an environment variable GPU_GUARD_<NAME>. A bad value never stops ComfyUI: it is
+logged with the variable (or file key), the allowed range and the fix, and the setting keeps its
+default. Runtime changes (the HTTP route) are validated as a whole, refused for settings pinned by
+the environment, and persisted with an atomic write.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+
+log = logging.getLogger("gpu_guard.config")
+
+ENV_PREFIX = "GPU_GUARD_"
+TOKEN_ENV = ENV_PREFIX + "TOKEN"
+PROBE_NAMES = ("auto", "nvml", "torch", "ram", "off")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _number(lo: float, hi: float, lo_open: bool = False, integer: bool = False) -> Callable:
+    """A parser for a number in [lo, hi] (or (lo, hi] with lo_open); text is accepted from the environment."""
+    lo_mark = "(" if lo_open else "["
+    kind = "an integer" if integer else "a number"
+    allowed = f"{kind} in {lo_mark}{lo:g}, {hi:g}]"
+
+    def parse(value: Any, from_text: bool) -> Any:
+        if from_text:
+            try:
+                value = int(value) if integer else float(value)
+            except ValueError:
+                raise ValueError(f"must be {allowed}, got {value!r}") from None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be {allowed}, got {value!r}")
+        elif integer and int(value) != value:
+            raise ValueError(f"must be {allowed}, got {value!r}")
+        if value != value or value > hi or value < lo or (lo_open and value == lo):
+            raise ValueError(f"must be {allowed}, got {value!r}")
+        return int(value) if integer else float(value)
+
+    parse.allowed = allowed
+    return parse
+
+
+def _boolean(value: Any, from_text: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if from_text and str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise ValueError(f"must be true or false (1/0, yes/no, on/off), got {value!r}")
+
+
+_boolean.allowed = "true or false"
+
+
+def _choice(*options: str) -> Callable:
+    allowed = " | ".join(options)
+
+    def parse(value: Any, from_text: bool) -> str:
+        if isinstance(value, str) and value.strip().lower() in options:
+            return value.strip().lower()
+        raise ValueError(f"must be one of {allowed}, got {value!r}")
+
+    parse.allowed = allowed
+    return parse
+
+
+def _probe_spec(value: Any, from_text: bool) -> str:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in PROBE_NAMES:
+            return text.lower()
+        if text.startswith("file:") and len(text) > len("file:"):
+            return text
+    raise ValueError(f"must be one of {' | '.join(PROBE_NAMES)} | file:PATH, got {value!r}")
+
+
+_probe_spec.allowed = "auto | nvml | torch | ram | off | file:PATH"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[Any, bool], Any]
+    runtime: bool  # may be changed over HTTP while ComfyUI runs
+    help: str
+
+    @property
+    def default(self) -> Any:
+        return getattr(GuardConfig, self.name)
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def allowed(self) -> str:
+        return self.parse.allowed
+
+
+SETTINGS = (
+    Setting("enabled", _boolean, True, "guard prompts at all; false lets every prompt run"),
+    Setting("probe", _probe_spec, False, "memory sensor; read at start-up only"),
+    Setting("pause_at", _number(0, 1, lo_open=True), True, "pause when the used ratio is >= this"),
+    Setting("resume_at", _number(0, 1, lo_open=True), True, "resume when the used ratio is < this"),
+    Setting("poll_s", _number(0, 60, lo_open=True), True, "seconds between readings"),
+    Setting("max_held", _number(0, 1_000_000, integer=True), True,
+            "prompts held while paused before /prompt answers 429; 0 = unbounded"),
+    Setting("retry_after_s", _number(1, 3600, integer=True), True, "Retry-After of a 429"),
+    Setting("hold_timeout_s", _number(0, 7 * 86400), True, "seconds a prompt may be held; 0 = forever"),
+    Setting("hold_timeout_action", _choice("keep", "fail"), True,
+            "after the hold timeout: keep holding (with an alert) or fail the prompt"),
+    Setting("fast_lane", _boolean, True, "while paused, run prompts whose estimate fits in free memory"),
+    Setting("fast_lane_margin", _number(0, 10), True,
+            "headroom added to a prompt's estimate, as a fraction of it"),
+    Setting("sensor_failures", _number(1, 1000, integer=True), True,
+            "consecutive failed readings before the sensor policy applies"),
+    Setting("sensor_policy", _choice("open", "closed"), True,
+            "with a failing sensor: open = admit (loud warning), closed = hold"),
+    Setting("free_on_hold", _boolean, True,
+            "when held and idle, ask ComfyUI once per hold episode to release its models"),
+    Setting("alert_held_s", _number(0, 7 * 86400), True,
+            "warn when a prompt is held longer than this; 0 = never"),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    enabled: bool = True
+    probe: str = "auto"
+    pause_at: float = 0.85
+    resume_at: float = 0.75
+    poll_s: float = 1.0
+    max_held: int = 0
+    retry_after_s: int = 10
+    hold_timeout_s: float = 0.0
+    hold_timeout_action: str = "keep"
+    fast_lane: bool = True
+    fast_lane_margin: float = 0.25
+    sensor_failures: int = 3
+    sensor_policy: str = "open"
+    free_on_hold: bool = True
+    alert_held_s: float = 300.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def cross_check(values: Mapping[str, Any]) -> list:
+    """Errors that involve several settings together."""
+    if values["resume_at"] >= values["pause_at"]:
+        return [f"resume_at ({values['resume_at']:g}) must be below pause_at ({values['pause_at']:g}); "
+                "the guard needs a gap between the two to avoid flapping"]
+    return []
+
+
+class ConfigSource:
+    """Where the settings came from: which are pinned by the environment, which file persists changes."""
+
+    def __init__(self, config: GuardConfig, pinned: frozenset, path: Optional[str], token: Optional[str],
+                 problems: list):
+        self.config = config
+        self.pinned = pinned
+        self.path = path
+        self.token = token
+        self.problems = problems  # messages of the bad values that fell back to defaults
+
+
+def _read_file(path: Optional[str], problems: list) -> dict:
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        problems.append(f"config file {path} is not readable JSON ({e}); using defaults for all of it - "
+                        "fix or delete the file")
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"config file {path} must hold a JSON object, got {type(data).__name__}; ignored")
+        return {}
+    return data
+
+
+def load(config_file: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> ConfigSource:
+    """Settings from defaults < config_file < environment; never raises for bad values."""
+    environ = os.environ if environ is None else environ
+    problems: list = []
+    values = GuardConfig().as_dict()
+    for key, raw in _read_file(config_file, problems).items():
+        setting = SETTINGS_BY_NAME.get(key)
+        if setting is None:
+            problems.append(f"config file {config_file}: unknown setting {key!r} ignored "
+                            f"(known: {', '.join(SETTINGS_BY_NAME)})")
+            continue
+        try:
+            values[key] = setting.parse(raw, False)
+        except ValueError as e:
+            problems.append(f"config file {config_file}: {key} {e}; using the default {setting.default!r}")
+    pinned = set()
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            values[setting.name] = setting.parse(raw, True)
+            pinned.add(setting.name)
+        except ValueError as e:
+            values[setting.name] = setting.default
+            problems.append(f"{setting.env} {e}; using the default {setting.default!r} - "
+                            f"set it to {setting.allowed} or unset it")
+    for message in cross_check(values):
+        problems.append(f"{message}; using the defaults pause_at={GuardConfig.pause_at} "
+                        f"resume_at={GuardConfig.resume_at}")
+        values["pause_at"], values["resume_at"] = GuardConfig.pause_at, GuardConfig.resume_at
+    for message in problems:
+        log.error("VRAM guard setting: %s", message)
+    token = environ.get(TOKEN_ENV) or None
+    return ConfigSource(GuardConfig(**values), frozenset(pinned), config_file, token, problems)
+
+
+def validate_update(current: GuardConfig, partial: Any, pinned: frozenset) -> tuple:
+    """(new config, errors) for a runtime change; with errors the new config is None."""
+    if not isinstance(partial, Mapping):
+        return None, [f"the body must be a JSON object of settings, got {type(partial).__name__}"]
+    errors = []
+    values = current.as_dict()
+    for key, raw in partial.items():
+        setting = SETTINGS_BY_NAME.get(key)
+        if setting is None:
+            errors.append(f"unknown setting {key!r}; known: {', '.join(SETTINGS_BY_NAME)}")
+        elif key in pinned:
+            errors.append(f"{key} is pinned by the environment variable {setting.env}; "
+                          "unset it and restart ComfyUI to change it here")
+        elif not setting.runtime:
+            errors.append(f"{key} is read at start-up only; set it in the config file or {setting.env} "
+                          "and restart ComfyUI")
+        else:
+            try:
+                values[key] = setting.parse(raw, False)
+            except ValueError as e:
+                errors.append(f"{key} {e}")
+    if not errors:
+        errors = cross_check(values)
+    return (None, errors) if errors else (GuardConfig(**values), [])
+
+
+def persist(path: str, partial: Mapping[str, Any]) -> None:
+    """Merge partial into the JSON file at path with an atomic replace (a crash never leaves half a file)."""
+    data = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            loaded = json.load(f)
+        data = loaded if isinstance(loaded, dict) else {}
+    data.update(partial)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".gpu_guard.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,81 @@
+"""Peak-memory estimators for the fast lane, registered per node class by node packs.
+
+register("MyNode", fn) with fn(node_inputs, prompt) -> bytes or None (None: cannot tell). A prompt's
+estimate is the sum over its nodes (conservative: ComfyUI may keep one node's model loaded while the
+next runs). A node without an estimator, or whose estimator cannot tell, makes the whole prompt
+unknown, and an unknown prompt is never fast-laned.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Mapping, Optional
+
+log = logging.getLogger("gpu_guard.estimators")
+
+Estimator = Callable[[Mapping[str, Any], Mapping[str, Any]], Optional[int]]
+
+# ComfyUI core nodes that only touch files and system memory.
+CPU_ONLY_NODES = ("LoadImage", "LoadImageMask", "SaveImage", "PreviewImage")
+
+_lock = threading.Lock()
+_registry: dict = {}
+
+
+def register(class_type: str, fn: Estimator) -> None:
+    """Register (or replace) the estimator of one node class."""
+    if not isinstance(class_type, str) or not class_type:
+        raise ValueError(f"class_type must be a node class name, got {class_type!r}")
+    if not callable(fn):
+        raise TypeError(f"the estimator for {class_type} must be callable(node_inputs, prompt), got {fn!r}")
+    with _lock:
+        _registry[class_type] = fn
+
+
+def unregister(class_type: str) -> None:
+    with _lock:
+        _registry.pop(class_type, None)
+
+
+def registered() -> tuple:
+    with _lock:
+        return tuple(sorted(_registry))
+
+
+def estimate_node(class_type: str, inputs: Mapping[str, Any], prompt: Mapping[str, Any]) -> Optional[int]:
+    with _lock:
+        fn = _registry.get(class_type)
+    if fn is None:
+        return None
+    try:
+        value = fn(inputs, prompt)
+    except Exception:  # noqa: BLE001 - a broken estimator only costs the fast lane
+        log.exception("VRAM guard estimator for %s failed; the prompt counts as unknown", class_type)
+        return None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        log.error("VRAM guard estimator for %s returned %r, not a byte count; the prompt counts as unknown",
+                  class_type, value)
+        return None
+    return int(value)
+
+
+def estimate_prompt(prompt: Any) -> Optional[int]:
+    """Estimated peak bytes of an API-format prompt, or None when any node's cost is unknown."""
+    if not isinstance(prompt, Mapping) or not prompt:
+        return None
+    total = 0
+    for node in prompt.values():
+        if not isinstance(node, Mapping) or not isinstance(node.get("class_type"), str):
+            return None
+        inputs = node.get("inputs")
+        cost = estimate_node(node["class_type"], inputs if isinstance(inputs, Mapping) else {}, prompt)
+        if cost is None:
+            return None
+        total += cost
+    return total
+
+
+for _name in CPU_ONLY_NODES:
+    register(_name, lambda inputs, prompt: 0)

@@ -1,0 +1,87 @@
+"""Probes of the CUDA device ComfyUI executes on: through NVML (nvidia-ml-py) or torch."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from .device_match import DeviceIds, match_nvml_index
+from .reading import ProbeError, Reading, torch_reclaimable_bytes
+
+
+def _torch_cuda():
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ProbeError("torch sees no CUDA device")
+    return torch.cuda
+
+
+def resolve_device_index(device_index: Optional[int]) -> int:
+    cuda = _torch_cuda()
+    return cuda.current_device() if device_index is None else int(device_index)
+
+
+def cuda_device_ids(device_index: int) -> DeviceIds:
+    props = _torch_cuda().get_device_properties(device_index)
+    uuid = getattr(props, "uuid", None)
+    return DeviceIds(str(uuid) if uuid is not None else None, getattr(props, "pci_domain_id", None),
+                     getattr(props, "pci_bus_id", None), getattr(props, "pci_device_id", None))
+
+
+def reclaimable_in_this_process(device_index: int) -> int:
+    """What this process's torch cache could hand back; 0 until CUDA is initialised (reading the stats
+    must not create a CUDA context from the poll thread)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_initialized():
+            return 0
+        return torch_reclaimable_bytes(torch.cuda.memory_stats(device_index))
+    except Exception:  # noqa: BLE001 - the figure is an refinement; the reading stands without it
+        return 0
+
+
+class TorchProbe:
+    def __init__(self, device_index: Optional[int] = None, wall: Callable[[], float] = time.time):
+        self.device_index = resolve_device_index(device_index)
+        self.name = f"torch:cuda:{self.device_index}"
+        self._wall = wall
+
+    def read(self) -> Reading:
+        try:
+            free, total = _torch_cuda().mem_get_info(self.device_index)
+        except ProbeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any driver failure is a sensor failure
+            raise ProbeError(f"torch.cuda.mem_get_info({self.device_index}) failed: {e}") from None
+        return Reading(total - free, total, reclaimable_in_this_process(self.device_index), self._wall())
+
+
+class NvmlProbe:
+    def __init__(self, device_index: Optional[int] = None, wall: Callable[[], float] = time.time):
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+        except Exception as e:  # noqa: BLE001 - a missing library or driver
+            raise ProbeError(f"NVML is not available ({e}); install nvidia-ml-py and the NVIDIA driver, "
+                             "or use GPU_GUARD_PROBE=torch") from None
+        self._nvml = pynvml
+        self.device_index = resolve_device_index(device_index)
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        nvml_ids = []
+        for handle in handles:
+            pci = pynvml.nvmlDeviceGetPciInfo(handle)
+            nvml_ids.append(DeviceIds(pynvml.nvmlDeviceGetUUID(handle), pci.domain, pci.bus, pci.device))
+        nvml_index = match_nvml_index(cuda_device_ids(self.device_index), nvml_ids)
+        self._handle = handles[nvml_index]
+        self.name = f"nvml:{nvml_index} (cuda:{self.device_index})"
+        self._wall = wall
+
+    def read(self) -> Reading:
+        try:
+            memory = self._nvml.nvmlDeviceGetMemoryInfo(self._handle)
+        except Exception as e:  # noqa: BLE001 - any NVML failure is a sensor failure
+            raise ProbeError(f"nvmlDeviceGetMemoryInfo failed: {e}") from None
+        return Reading(int(memory.used), int(memory.total), reclaimable_in_this_process(self.device_index),
+                       self._wall())
