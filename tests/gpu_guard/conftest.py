@@ -1,0 +1,54 @@
+"""Fixtures for the VRAM guard's ComfyUI tests: a real ComfyUI whose guard reads a probe file.
+
+The guard polls every 50 ms here so that the tests wait little; each test starts from a running
+guard with the default thresholds and an empty queue.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.gpu_guard.guard_drill import GuardDrill, ProbeFile
+from tests.harness.server import ComfyServer
+
+FAST_POLL_S = "0.05"
+DEFAULT_SETTINGS = dict(pause_at=0.85, resume_at=0.75, max_held=0, hold_timeout_s=0, hold_timeout_action="keep",
+                        fast_lane=True, sensor_failures=3, sensor_policy="open", free_on_hold=True)
+
+
+def guard_env(probe: ProbeFile, **extra) -> dict:
+    env = {"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": FAST_POLL_S}
+    env.update(extra)
+    return env
+
+
+def start_guarded_server(base_dir, name: str, env: dict, extra_args=()) -> ComfyServer:
+    if os.environ.get("COMFYUI_URL"):
+        pytest.skip("the VRAM guard drills write the probe file of a server they start; "
+                    "COMFYUI_URL points at a server this suite does not own")
+    return ComfyServer(base_dir, name=name, env=env, extra_args=tuple(extra_args)).start()
+
+
+@pytest.fixture(scope="session")
+def guard_server(tmp_path_factory):
+    """One ComfyUI for the guard drills (started once; the tests reset the guard between them)."""
+    base = tmp_path_factory.mktemp("guard_comfy")
+    probe = ProbeFile(base / "probe.json")
+    probe.write_ratio(0.10)
+    server = start_guarded_server(base / "server", "gpu_guard", guard_env(probe))
+    yield GuardDrill(server, probe)
+    server.stop()
+
+
+@pytest.fixture
+def drill(guard_server):
+    """The drill server, running, with default settings and an empty queue."""
+    guard_server.probe.write_ratio(0.10)
+    guard_server.set_config(**DEFAULT_SETTINGS)
+    guard_server.wait_state("running")
+    guard_server.wait_idle()
+    yield guard_server
+    # leave nothing held for the next test
+    guard_server.client.post("/queue", {"clear": True})
+    guard_server.probe.write_ratio(0.10)

@@ -1,0 +1,120 @@
+"""Drives a real ComfyUI's VRAM guard through its file probe: write readings, watch the routes.
+
+Shared by tests/gpu_guard and bench/soak_guard.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+TOTAL_BYTES = 10_000_000_000  # ratios * 1e10 are exact integers, so 0.85 reads back as 0.85
+
+
+class ProbeFile:
+    """The JSON file the guard's `file:` probe reads at every poll."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def write_ratio(self, ratio: float, total: int = TOTAL_BYTES) -> None:
+        self.write_json({"used_bytes": round(ratio * total), "total_bytes": total})
+
+    def write_json(self, data) -> None:
+        self.write_text(json.dumps(data))
+
+    def write_text(self, text: str) -> None:
+        # atomic replace: the guard must never read a half-written file by accident
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probe-")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Polls `predicate` until it returns something truthy; returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def tiny_workflow(color: int = 0) -> dict:
+    """A prompt that needs no model: an 8x8 image of one colour, previewed (a distinct colour
+    keeps ComfyUI's cache from skipping the work)."""
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+
+
+class GuardDrill:
+    """A ComfyUI client plus the probe file its guard reads."""
+
+    def __init__(self, client, probe: ProbeFile):
+        self.client = client
+        self.probe = probe
+
+    # -- guard routes
+    def status(self) -> dict:
+        return self.client.get_json("/gpu_guard/status")
+
+    def config(self) -> dict:
+        return self.client.get_json("/gpu_guard/config")
+
+    def set_config(self, **settings) -> dict:
+        response = self.client.post("/gpu_guard/config", settings)
+        assert response.status_code == 200, f"POST /gpu_guard/config {settings}: {response.status_code} {response.text}"
+        return response.json()
+
+    # -- readings and states
+    def read_ratio(self, ratio: float, timeout: float = 10.0) -> dict:
+        """Writes a reading and waits until the guard has taken it; returns the status then."""
+        self.probe.write_ratio(ratio)
+        expected = round(ratio * TOTAL_BYTES) / TOTAL_BYTES
+
+        def taken():
+            status = self.status()
+            reading = status.get("reading")
+            return status if reading and abs(reading["ratio"] - expected) < 1e-9 else None
+
+        return wait_until(taken, timeout, what=f"the guard to read ratio {ratio}")
+
+    def wait_state(self, state: str, timeout: float = 10.0) -> dict:
+        return wait_until(lambda: (lambda s: s if s["state"] == state else None)(self.status()),
+                          timeout, what=f"guard state {state!r}")
+
+    def pause(self) -> dict:
+        self.probe.write_ratio(0.95)
+        return self.wait_state("paused")
+
+    def resume(self) -> dict:
+        self.probe.write_ratio(0.10)
+        return self.wait_state("running")
+
+    # -- queue
+    def pending_ids(self) -> list:
+        """Prompt ids pending in /queue, in ComfyUI's priority order."""
+        pending = sorted(self.client.queue()["queue_pending"], key=lambda item: (item[0], item[1]))
+        return [item[1] for item in pending]
+
+    def held_ids(self) -> list:
+        return [held["prompt_id"] for held in sorted(self.status()["held"], key=lambda h: h["position"])]
+
+    def history_order(self, prompt_ids) -> list:
+        """The given prompts in the order ComfyUI finished them (history keeps insertion order)."""
+        wanted = set(prompt_ids)
+        return [pid for pid in self.client.get_json("/history") if pid in wanted]
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        wait_until(lambda: (lambda q: not q["queue_running"] and not q["queue_pending"])(self.client.queue()),
+                   timeout, interval=0.05, what="an empty queue")
