@@ -1,0 +1,143 @@
+// VRAM guard in the ComfyUI frontend: a gauge in the top bar, hold/resume/busy notices, the guard's
+// settings in the settings dialog and a bottom-panel tab listing the held prompts.
+// Entry module: the only file here that touches the app; the helpers in ./vram_guard/ are side-effect free.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { busyNotice, wrapQueuePrompt } from "./vram_guard/busy.js";
+import { createGauge } from "./vram_guard/gauge.js";
+import { renderHeldPanel } from "./vram_guard/held_panel.js";
+import { HoldNotices } from "./vram_guard/notices.js";
+import { SettingsSync } from "./vram_guard/settings.js";
+import { installStyles } from "./vram_guard/styles.js";
+import { makeToaster } from "./vram_guard/toasts.js";
+
+const PANEL_ID = "vram-guard-held";
+const POLL_MS = 4000; // fallback poll; the websocket events carry every transition as it happens
+const BUSY_TOAST_GAP_MS = 3000; // one busy notice per burst (a batch gets one 429 per prompt)
+
+const isMine = (clientId) => clientId != null && (clientId === api.clientId || clientId === api.initialClientId);
+
+const view = { status: null, held: [], heldAt: Date.now() };
+const notices = new HoldNotices(isMine);
+let gauge = null;
+let panelContainer = null;
+let toast = () => {};
+let lastBusyToast = 0;
+let statusSeq = 0; // bumps on every websocket status so an older poll answer cannot overwrite it
+
+const settingsSync = new SettingsSync({
+  request: (path, init) => api.fetchApi(path, init),
+  settings: {
+    get: (id) => app.extensionManager.setting.get(id),
+    set: (id, value) => app.extensionManager.setting.set(id, value),
+  },
+  notify: (kind, title, text) => toast(kind, title, text, 12000),
+});
+
+function render() {
+  gauge?.update(view.status, view.held);
+  if (panelContainer?.isConnected) {
+    renderHeldPanel(panelContainer, { ...view, elapsedS: (Date.now() - view.heldAt) / 1000, isMine });
+  }
+}
+
+function showAll(list) {
+  for (const n of list) toast(n.kind, n.title, n.description, n.lifeMs);
+}
+
+function onHeld(held) {
+  if (!Array.isArray(held)) return;
+  view.held = held;
+  view.heldAt = Date.now();
+  showAll(notices.held(held));
+  render();
+}
+
+function onStatus(status) {
+  if (!status || typeof status !== "object") return;
+  view.status = status;
+  if (Array.isArray(status.held)) {
+    view.held = status.held;
+    view.heldAt = Date.now();
+  }
+  showAll(notices.status(status));
+  if (status.config) settingsSync.apply({ ...status.config, pinned: settingsSync.server?.pinned ?? status.config.pinned });
+  render();
+}
+
+async function poll() {
+  const seq = statusSeq;
+  try {
+    const response = await api.fetchApi("/gpu_guard/status");
+    if (!response.ok) return;
+    const status = await response.json();
+    if (seq === statusSeq) onStatus(status);
+  } catch {
+    // the server is away (restarting); the next poll or websocket event brings the gauge back
+  }
+}
+
+function onBusy(details) {
+  const now = Date.now();
+  if (now - lastBusyToast < BUSY_TOAST_GAP_MS) return;
+  lastBusyToast = now;
+  showAll([busyNotice(details, view.status?.thresholds?.pause_at)]);
+  void poll();
+}
+
+function togglePanel() {
+  app.extensionManager.command?.execute?.(`Workspace.ToggleBottomPanelTab.${PANEL_ID}`);
+}
+
+// The top bar keeps a container for extension elements (app.menu.settingsGroup); a frontend without
+// it gets the gauge as a small floating element instead.
+function mountGauge() {
+  gauge = createGauge(document, togglePanel);
+  const group = app.menu?.settingsGroup?.element;
+  if (group) {
+    group.append(gauge.element);
+  } else {
+    gauge.element.classList.add("vram-guard-floating");
+    document.body.append(gauge.element);
+  }
+}
+
+app.registerExtension({
+  name: "ddcolor_vram_guard.vram_guard",
+  settings: settingsSync.params,
+  bottomPanelTabs: [
+    {
+      id: PANEL_ID,
+      title: "Held prompts",
+      type: "custom",
+      render(container) {
+        panelContainer = container;
+        render();
+      },
+      destroy() {
+        panelContainer = null;
+      },
+    },
+  ],
+  commands: [
+    { id: "VRAMGuard.ShowHeldPrompts", label: "Show VRAM guard held prompts", icon: "pi pi-server", function: togglePanel },
+  ],
+  async setup() {
+    toast = makeToaster(app.extensionManager.toast);
+    installStyles(document);
+    mountGauge();
+    wrapQueuePrompt(api, onBusy);
+    api.addEventListener("gpu_guard.status", (event) => {
+      statusSeq += 1;
+      onStatus(event.detail);
+    });
+    api.addEventListener("gpu_guard.held", (event) => onHeld(event.detail?.held));
+    // after a reconnect the events missed while away are not replayed: ask for the state at once
+    api.addEventListener("reconnected", () => void poll());
+    setInterval(() => void poll(), POLL_MS);
+    // the panel's waiting times tick between updates
+    setInterval(() => panelContainer?.isConnected && render(), 1000);
+    render();
+    await Promise.all([poll(), settingsSync.load()]);
+  },
+});

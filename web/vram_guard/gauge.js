@@ -1,0 +1,99 @@
+// The compact VRAM gauge for the top bar: used %, a bar with the pause and resume thresholds marked,
+// the guard's state, and a sparkline of the recent history with the pause/resume transitions.
+import { count, percent } from "./format.js";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const SPARK_W = 96;
+const SPARK_H = 24;
+export const SPARK_WINDOW_S = 300; // the sparkline shows the last five minutes
+
+function el(doc, tag, className, text) {
+  const node = doc.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+function svg(doc, tag, attrs) {
+  const node = doc.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  return node;
+}
+
+const clamp01 = (v) => Math.min(1, Math.max(0, v));
+const yOf = (ratio) => (SPARK_H * (1 - clamp01(ratio))).toFixed(1);
+
+// Builds the sparkline's children for a history of [t, ratio] pairs (server time, seconds).
+function drawSparkline(doc, spark, status) {
+  spark.replaceChildren();
+  const history = (status?.history ?? []).filter((p) => Array.isArray(p) && Number.isFinite(p[1]));
+  const end = history.length ? history[history.length - 1][0] : status?.reading?.at;
+  if (!Number.isFinite(end)) return;
+  const start = end - SPARK_WINDOW_S;
+  const xOf = (t) => ((SPARK_W * (t - start)) / SPARK_WINDOW_S).toFixed(1);
+  const thresholds = status.thresholds ?? {};
+  for (const [name, ratio] of [["pause", thresholds.pause_at], ["resume", thresholds.resume_at]]) {
+    if (!Number.isFinite(ratio)) continue;
+    spark.append(svg(doc, "line", { class: `vg-spark-${name}`, x1: 0, x2: SPARK_W, y1: yOf(ratio), y2: yOf(ratio) }));
+  }
+  for (const tr of status.transitions ?? []) {
+    if (!Number.isFinite(tr.at) || tr.at < start) continue;
+    const mark = svg(doc, "line", { class: `vg-spark-mark vg-spark-to-${tr.to}`, x1: xOf(tr.at), x2: xOf(tr.at), y1: 0, y2: SPARK_H });
+    mark.append(svg(doc, "title", {}));
+    mark.firstChild.textContent = `${tr.from} → ${tr.to} at ${percent(tr.ratio)}`;
+    spark.append(mark);
+  }
+  const points = history.filter(([t]) => t >= start).map(([t, r]) => `${xOf(t)},${yOf(r)}`);
+  if (points.length) spark.append(svg(doc, "polyline", { class: "vg-spark-line", points: points.join(" ") }));
+}
+
+function describe(status, held) {
+  if (!status) return { state: "unknown", label: "no data", tip: "VRAM guard: waiting for the server" };
+  const { state, reading, thresholds = {}, probe = {} } = status;
+  const lines = [`VRAM guard: ${state}`];
+  if (reading) lines.push(`GPU memory used: ${percent(reading.ratio, 1)}`);
+  else lines.push(`No reading${probe.error ? `: ${probe.error}` : ""}`);
+  lines.push(`Pauses at ${percent(thresholds.pause_at)}, resumes below ${percent(thresholds.resume_at)}`);
+  lines.push(`${count(held.length, "prompt")} held. Click for details.`);
+  let label = state === "paused" ? `paused · ${held.length} held` : state;
+  if (probe.ok === false) label = "sensor failing";
+  return { state: probe.ok === false ? "failing" : state, label, tip: lines.join("\n") };
+}
+
+export function createGauge(doc, onClick) {
+  const root = el(doc, "button", "vram-guard-gauge");
+  root.type = "button";
+  root.dataset.state = "unknown";
+  root.setAttribute("aria-label", "VRAM guard");
+  const name = el(doc, "span", "vg-name", "VRAM");
+  const value = el(doc, "span", "vg-value", "–");
+  const bar = el(doc, "span", "vg-bar");
+  const fill = el(doc, "span", "vg-fill");
+  const pauseMark = el(doc, "span", "vg-mark vg-mark-pause");
+  const resumeMark = el(doc, "span", "vg-mark vg-mark-resume");
+  bar.append(fill, resumeMark, pauseMark);
+  const spark = svg(doc, "svg", { class: "vg-spark", viewBox: `0 0 ${SPARK_W} ${SPARK_H}`, preserveAspectRatio: "none" });
+  const stateLabel = el(doc, "span", "vg-state", "…");
+  root.append(name, value, bar, spark, stateLabel);
+  if (onClick) root.addEventListener("click", onClick);
+
+  function update(status, held = []) {
+    const info = describe(status, held);
+    root.dataset.state = info.state;
+    root.title = info.tip;
+    stateLabel.textContent = info.label;
+    const ratio = status?.reading?.ratio;
+    value.textContent = percent(ratio);
+    fill.style.width = `${(100 * clamp01(Number.isFinite(ratio) ? ratio : 0)).toFixed(1)}%`;
+    const t = status?.thresholds ?? {};
+    fill.classList.toggle("vg-over-pause", Number.isFinite(ratio) && ratio >= t.pause_at);
+    fill.classList.toggle("vg-over-resume", Number.isFinite(ratio) && ratio >= t.resume_at && ratio < t.pause_at);
+    for (const [mark, r] of [[pauseMark, t.pause_at], [resumeMark, t.resume_at]]) {
+      mark.hidden = !Number.isFinite(r);
+      if (Number.isFinite(r)) mark.style.left = `${(100 * clamp01(r)).toFixed(1)}%`;
+    }
+    drawSparkline(doc, spark, status);
+  }
+
+  return { element: root, update };
+}

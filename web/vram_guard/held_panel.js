@@ -1,0 +1,56 @@
+// The "Held prompts" panel: what the guard is holding, how long each has waited and its estimated cost.
+import { bytes, count, duration, percent } from "./format.js";
+
+function cell(doc, tag, text, className) {
+  const node = doc.createElement(tag);
+  node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+// view: { status, held, elapsedS (seconds since the held list arrived), isMine(clientId) }
+export function renderHeldPanel(container, view) {
+  const doc = container.ownerDocument;
+  const { status, held = [], elapsedS = 0, isMine } = view;
+  const root = doc.createElement("div");
+  root.className = "vram-guard-panel";
+
+  const summary = doc.createElement("p");
+  summary.className = "vg-panel-summary";
+  if (!status) {
+    summary.textContent = "Waiting for the VRAM guard's status…";
+  } else {
+    const t = status.thresholds ?? {};
+    const used = status.reading ? `GPU memory used ${percent(status.reading.ratio, 1)}` : "no memory reading";
+    summary.textContent =
+      `Guard ${status.state}: ${used}; pauses at ${percent(t.pause_at)}, resumes below ${percent(t.resume_at)}. ` +
+      `${count(held.length, "prompt")} held.`;
+  }
+  root.append(summary);
+
+  if (held.length === 0) {
+    root.append(cell(doc, "p", "No prompts are held.", "vg-panel-empty"));
+  } else {
+    const table = doc.createElement("table");
+    table.className = "vg-held-table";
+    const head = doc.createElement("tr");
+    for (const title of ["#", "Prompt", "From", "Waiting", "Estimated memory"]) head.append(cell(doc, "th", title));
+    table.append(head);
+    for (const entry of held) {
+      const row = doc.createElement("tr");
+      row.dataset.promptId = entry.prompt_id;
+      const mine = isMine?.(entry.client_id);
+      row.append(
+        cell(doc, "td", String(entry.position)),
+        cell(doc, "td", String(entry.prompt_id).slice(0, 8), "vg-mono"),
+        cell(doc, "td", mine ? "this browser" : "another client"),
+        cell(doc, "td", duration((entry.waited_s ?? 0) + elapsedS)),
+        cell(doc, "td", entry.estimated_bytes == null ? "unknown" : bytes(entry.estimated_bytes)),
+      );
+      if (mine) row.classList.add("vg-mine");
+      table.append(row);
+    }
+    root.append(table);
+  }
+  container.replaceChildren(root);
+}

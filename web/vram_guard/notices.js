@@ -1,0 +1,62 @@
+// Decides which hold/resume notices this browser should see. Pure state machine: it is fed the guard's
+// held lists and status objects and returns the notices to show; the entry module puts them on screen.
+import { count, percent } from "./format.js";
+
+export class HoldNotices {
+  // isMine(clientId) -> whether a held prompt was queued from this browser tab
+  constructor(isMine) {
+    this.isMine = isMine;
+    this.thresholds = { pause_at: null, resume_at: null };
+    this.ratio = null;
+    this.announced = new Set(); // ids of this browser's prompts already announced as held
+  }
+
+  // A status object (from the websocket event or the poll). Returns the notices it causes.
+  status(status) {
+    if (!status) return [];
+    if (status.thresholds) this.thresholds = status.thresholds;
+    this.ratio = status.reading?.ratio ?? this.ratio;
+    const notices = Array.isArray(status.held) ? this.held(status.held) : [];
+    if (status.state !== "paused" && this.announced.size > 0) {
+      notices.push(this.#resumed(status));
+      this.announced.clear();
+    }
+    return notices;
+  }
+
+  // A held list (from the gpu_guard.held event or inside a status). Returns the notices it causes.
+  held(held) {
+    const notices = [];
+    const total = held.length;
+    for (const entry of held) {
+      if (!this.isMine(entry.client_id) || this.announced.has(entry.prompt_id)) continue;
+      this.announced.add(entry.prompt_id);
+      notices.push(this.#heldNotice(entry, total));
+    }
+    return notices;
+  }
+
+  #heldNotice(entry, total) {
+    const { pause_at, resume_at } = this.thresholds;
+    const now = this.ratio == null ? "" : ` (now ${percent(this.ratio)})`;
+    return {
+      kind: "warning",
+      title: "Prompt queued: GPU memory is high",
+      description:
+        `GPU memory is above ${percent(pause_at)}${now}. Your prompt is number ${entry.position} of ${total} ` +
+        `in the hold queue and will start by itself once memory is below ${percent(resume_at)}.`,
+      lifeMs: 10000,
+    };
+  }
+
+  #resumed(status) {
+    const now = status.reading?.ratio == null ? "" : ` (now ${percent(status.reading.ratio)})`;
+    const what = status.state === "off" ? "The VRAM guard is off" : `GPU memory is below ${percent(this.thresholds.resume_at)}${now}`;
+    return {
+      kind: "success",
+      title: "GPU memory available: resuming",
+      description: `${what}; your ${count(this.announced.size, "held prompt")} will start now.`,
+      lifeMs: 8000,
+    };
+  }
+}
