@@ -83,10 +83,15 @@ def colorize(model, rgb, size, options=None):
         return result
 
 
+def gray_model_input(color, in_h, in_w):
+    """The model input (B, 3, in_h, in_w) float32 for RGB images (B, H, W, 3) float32 numpy."""
+    gray = [gray_rgb(rgb_to_lab(resize_bilinear(image, in_h, in_w))[..., 0]) for image in color]
+    return torch.from_numpy(np.stack(gray)).permute(0, 3, 1, 2)
+
+
 def predict_ab(model, color, in_h, in_w):
     """Model ab (B, 2, in_h, in_w) float32 on the CPU for RGB images (B, H, W, 3) float32 numpy."""
-    gray = [gray_rgb(rgb_to_lab(resize_bilinear(image, in_h, in_w))[..., 0]) for image in color]
-    batch = torch.from_numpy(np.stack(gray)).permute(0, 3, 1, 2)
+    batch = gray_model_input(color, in_h, in_w)
     param = next(model.parameters())
     ab = model(batch.to(device=param.device, dtype=param.dtype))
     return ab.to("cpu", torch.float32)
