@@ -9,11 +9,13 @@ import os
 
 import pytest
 
-from tests.gpu_guard.guard_drill import GuardDrill, ProbeFile
+from tests.gpu_guard.guard_drill import GuardDrill
+from tests.harness.probe_file import ProbeFile
 from tests.harness.server import ComfyServer
 
 FAST_POLL_S = "0.05"
-DEFAULT_SETTINGS = dict(pause_at=0.85, resume_at=0.75, max_held=0, hold_timeout_s=0, hold_timeout_action="keep",
+DEFAULT_SETTINGS = dict(pause_at=0.85, resume_at=0.75, max_held=0, retry_after_s=10, hold_timeout_s=0,
+                        hold_timeout_action="keep",
                         fast_lane=True, sensor_failures=3, sensor_policy="open", free_on_hold=True)
 
 

@@ -4,36 +4,11 @@ Shared by tests/gpu_guard and bench/soak_guard.py.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
-from pathlib import Path
+
+from tests.harness.probe_file import ProbeFile
 
 TOTAL_BYTES = 10_000_000_000  # ratios * 1e10 are exact integers, so 0.85 reads back as 0.85
-
-
-class ProbeFile:
-    """The JSON file the guard's `file:` probe reads at every poll."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def write_ratio(self, ratio: float, total: int = TOTAL_BYTES) -> None:
-        self.write_json({"used_bytes": round(ratio * total), "total_bytes": total})
-
-    def write_json(self, data) -> None:
-        self.write_text(json.dumps(data))
-
-    def write_text(self, text: str) -> None:
-        # atomic replace: the guard must never read a half-written file by accident
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probe-")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, self.path)
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
@@ -79,7 +54,7 @@ class GuardDrill:
     # -- readings and states
     def read_ratio(self, ratio: float, timeout: float = 10.0) -> dict:
         """Writes a reading and waits until the guard has taken it; returns the status then."""
-        self.probe.write_ratio(ratio)
+        self.probe.write_ratio(ratio, TOTAL_BYTES)
         expected = round(ratio * TOTAL_BYTES) / TOTAL_BYTES
 
         def taken():
