@@ -29,7 +29,8 @@ def _number(lo: float, hi: float, lo_open: bool = False, integer: bool = False) 
     """A parser for a number in [lo, hi] (or (lo, hi] with lo_open); text is accepted from the environment."""
     lo_mark = "(" if lo_open else "["
     kind = "an integer" if integer else "a number"
-    allowed = f"{kind} in {lo_mark}{lo:g}, {hi:g}]"
+    shown = (f"{int(lo)}, {int(hi)}" if integer else f"{lo:g}, {hi:g}")
+    allowed = f"{kind} in {lo_mark}{shown}]"
 
     def parse(value: Any, from_text: bool) -> Any:
         if from_text:

@@ -82,7 +82,7 @@ class Policy:
     def __init__(self, config: GuardConfig):
         self.config = config
         self.held: dict = {}  # prompt_id -> HeldPrompt, in priority order
-        self._fast_reading_at: Optional[float] = None  # the reading the last fast-lane run relied on
+        self._fast_reading: Optional[Reading] = None  # the reading the last fast-lane run relied on
 
     def sync(self, entries: Sequence[QueueEntry], now: float) -> tuple:
         """Make the held set the pending entries (the gate is closed). Returns (changed, left, joined)."""
@@ -123,13 +123,13 @@ class Policy:
             return Verdict(FAIL, message=message, estimated_bytes=held.estimated_bytes), held, joined
         if cfg.fast_lane and by_pressure and self._fits(held, reading):
             del self.held[entry.prompt_id]
-            self._fast_reading_at = reading.at
+            self._fast_reading = reading
             return Verdict(RUN, LANE_FAST, estimated_bytes=held.estimated_bytes), held, joined
         return Verdict(HOLD, estimated_bytes=held.estimated_bytes), None, joined
 
     def _fits(self, held: HeldPrompt, reading: Optional[Reading]) -> bool:
         # One fast-lane run per fresh reading: the next must see the memory the last one took.
-        if reading is None or (self._fast_reading_at is not None and reading.at <= self._fast_reading_at):
+        if reading is None or reading is self._fast_reading:
             return False
         estimate = held.estimate()
         return estimate is not None and estimate * (1 + self.config.fast_lane_margin) <= reading.free_bytes

@@ -1,0 +1,154 @@
+"""Per-prompt decisions: hold while paused, held set tracking, release on resume, hold timeout, admission."""
+import pytest
+
+from gpu_guard import FAIL, HOLD, LANE_NORMAL, RUN, QueueEntry
+
+UNKNOWN_GRAPH = {"1": {"class_type": "SomeSamplerWithoutEstimate", "inputs": {}}}
+
+
+def entry(n, prompt_id=None, graph=UNKNOWN_GRAPH):
+    return QueueEntry(prompt_id or f"p{n}", n, graph, client_id=f"c{n}")
+
+
+@pytest.fixture
+def paused(make_guard, at_ratio):
+    def make(**settings):
+        guard = make_guard(**settings)
+        assert at_ratio(guard, 0.9) == "paused"
+        return guard
+
+    return make
+
+
+def test_running_guard_runs_everything(make_guard, at_ratio):
+    guard = make_guard()
+    at_ratio(guard, 0.5)
+    verdict = guard.decide(entry(1))
+    assert (verdict.kind, verdict.lane) == (RUN, LANE_NORMAL)
+    assert guard.status()["held"] == []
+
+
+def test_paused_guard_holds_and_tracks_positions_and_waits(paused, clock):
+    guard = paused()
+    guard.note_pending([entry(1), entry(2)])
+    clock.advance(5)
+    guard.note_pending([entry(-1, "front"), entry(1), entry(2)])  # a front-of-queue prompt arrives
+    clock.advance(2)
+    assert guard.decide(entry(-1, "front")).kind == HOLD
+    held = guard.status()["held"]
+    assert [(h["prompt_id"], h["position"], h["waited_s"]) for h in held] == [
+        ("front", 1, 2.0), ("p1", 2, 7.0), ("p2", 3, 7.0)]
+    assert held[1]["client_id"] == "c1" and held[1]["number"] == 1 and held[1]["estimated_bytes"] is None
+
+
+def test_held_event_only_when_the_set_or_order_changes(paused):
+    guard = paused()
+    events = []
+    guard.subscribe(lambda name, payload: events.append((name, payload)))
+    guard.note_pending([entry(1), entry(2)])
+    guard.note_pending([entry(1), entry(2)])
+    guard.note_pending([entry(2)])  # p1 deleted from the queue
+    held_events = [p for n, p in events if n == "gpu_guard.held"]
+    assert [[h["prompt_id"] for h in p["held"]] for p in held_events] == [["p1", "p2"], ["p2"]]
+
+
+def test_resume_releases_the_held_set_and_observes_the_wait(paused, at_ratio, clock):
+    guard = paused()
+    guard.note_pending([entry(1), entry(2)])
+    clock.advance(12)
+    events = []
+    guard.subscribe(lambda name, payload: events.append(name))
+    assert at_ratio(guard, 0.5) == "running"
+    assert guard.status()["held"] == []
+    assert "gpu_guard.held" in events and "gpu_guard.status" in events
+    assert guard.decide(entry(1)).kind == RUN
+    histogram = guard.metrics.hold_wait
+    assert histogram._sum.get() == pytest.approx(24.0)
+
+
+def test_decide_without_note_pending_still_tracks_the_prompt(paused):
+    guard = paused()
+    assert guard.decide(entry(7)).kind == HOLD
+    assert [h["prompt_id"] for h in guard.status()["held"]] == ["p7"]
+
+
+def test_hold_timeout_fail_ends_the_prompt_with_a_message(paused, clock):
+    guard = paused(hold_timeout_s=30, hold_timeout_action="fail")
+    guard.note_pending([entry(1)])
+    clock.advance(29.9)
+    assert guard.decide(entry(1)).kind == HOLD
+    clock.advance(0.2)
+    verdict = guard.decide(entry(1))
+    assert verdict.kind == FAIL
+    assert verdict.message.startswith("waited 30 s for GPU memory above 85 %")
+    assert guard.status()["held"] == []
+    assert guard.metrics.failed._value.get() == 1
+
+
+def test_hold_timeout_keep_holds_and_alerts_once(paused, clock):
+    guard = paused(hold_timeout_s=30, hold_timeout_action="keep", alert_held_s=0)
+    alerts = []
+    guard.subscribe(lambda name, payload: name == "gpu_guard.alert" and alerts.append(payload))
+    guard.note_pending([entry(1)])
+    clock.advance(31)
+    for _ in range(3):
+        guard.note_pending([entry(1)])
+        assert guard.decide(entry(1)).kind == HOLD
+    assert len(alerts) == 1 and alerts[0]["kind"] == "held_too_long" and alerts[0]["prompt_id"] == "p1"
+
+
+def test_alert_when_held_longer_than_the_threshold(paused, clock, caplog):
+    guard = paused(alert_held_s=60)
+    guard.note_pending([entry(1)])
+    clock.advance(59)
+    guard.poll_once()
+    assert "held for" not in caplog.text
+    clock.advance(2)
+    guard.poll_once()  # the poll thread checks too, not only the worker
+    assert "prompt p1 held for 61 s" in caplog.text
+
+
+def test_admission_rejects_only_when_paused_and_full(make_guard, at_ratio):
+    guard = make_guard(max_held=10, retry_after_s=7)
+    at_ratio(guard, 0.5)
+    assert guard.admission(50).accept
+    at_ratio(guard, 0.9)
+    assert guard.admission(9).accept
+    answer = guard.admission(10)
+    assert not answer.accept and answer.retry_after_s == 7
+    assert "max_held=10" in answer.message and "ratio 90.0 % >= pause_at 85.0 %" in answer.message
+    body = answer.error_body()
+    assert body["error"]["type"] == "gpu_guard_busy" and body["node_errors"] == {}
+    assert body["error"]["extra_info"] == {"retry_after_s": 7}
+    assert guard.metrics.rejected._value.get() == 1
+
+
+def test_unbounded_hold_queue_never_rejects(paused):
+    assert paused(max_held=0).admission(10_000).accept
+
+
+def test_free_is_requested_once_per_hold_episode(paused, at_ratio):
+    guard = paused()
+    assert not guard.should_request_free()  # nothing held yet
+    guard.note_pending([entry(1)])
+    assert guard.should_request_free()
+    assert not guard.should_request_free()
+    at_ratio(guard, 0.5)
+    at_ratio(guard, 0.9)
+    guard.note_pending([entry(2)])
+    assert guard.should_request_free()  # a new episode
+    assert guard.metrics.free_requests._value.get() == 2
+
+
+def test_free_request_can_be_switched_off(paused):
+    guard = paused(free_on_hold=False)
+    guard.note_pending([entry(1)])
+    assert not guard.should_request_free()
+
+
+def test_disabling_at_runtime_releases_held_prompts(paused):
+    guard = paused()
+    guard.note_pending([entry(1)])
+    assert guard.update_config({"enabled": False})[1] == []
+    assert guard.state == "off" and guard.status()["held"] == []
+    assert guard.decide(entry(1)).kind == RUN

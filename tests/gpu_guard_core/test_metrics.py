@@ -1,0 +1,49 @@
+"""Prometheus metrics in the guard's own registry."""
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from gpu_guard import QueueEntry
+
+UNKNOWN = {"1": {"class_type": "NodeWithoutEstimator", "inputs": {}}}
+
+
+def samples(guard):
+    body, content_type = guard.metrics_text()
+    assert content_type.startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+
+
+def test_metrics_follow_the_guard(make_guard, at_ratio, probe_file, clock):
+    guard = make_guard(max_held=1)
+    at_ratio(guard, 0.5)
+    guard.decide(QueueEntry("a", 1, UNKNOWN))
+    at_ratio(guard, 0.9)
+    guard.note_pending([QueueEntry("b", 2, UNKNOWN)])
+    guard.admission(1)
+    probe_file.remove()
+    guard.poll_once()
+    clock.advance(3)
+    at_ratio(guard, 0.1)
+    s = samples(guard)
+    assert s[("gpu_guard_state", (("gpu_guard_state", "running"),))] == 1
+    assert s[("gpu_guard_state", (("gpu_guard_state", "paused"),))] == 0
+    assert s[("gpu_guard_used_ratio", ())] == 0.1
+    assert s[("gpu_guard_total_bytes", ())] == 100 * (1 << 30)
+    assert s[("gpu_guard_transitions_total", (("to", "paused"),))] == 1
+    assert s[("gpu_guard_transitions_total", (("to", "running"),))] == 1
+    assert s[("gpu_guard_admitted_prompts_total", (("lane", "normal"),))] == 1
+    assert s[("gpu_guard_held_prompts_total", ())] == 1
+    assert s[("gpu_guard_held", ())] == 0
+    assert s[("gpu_guard_rejected_prompts_total", ())] == 1
+    assert s[("gpu_guard_sensor_errors_total", ())] == 1
+    assert s[("gpu_guard_hold_wait_seconds_count", ())] == 1
+    assert s[("gpu_guard_hold_wait_seconds_sum", ())] == 3.0
+
+
+def test_each_guard_has_its_own_registry(make_guard, at_ratio):
+    first, second = make_guard(), make_guard()
+    at_ratio(first, 0.9)
+    assert samples(first)[("gpu_guard_transitions_total", (("to", "paused"),))] == 1
+    assert ("gpu_guard_transitions_total", (("to", "paused"),)) not in samples(second)
+    assert REGISTRY.get_sample_value("gpu_guard_used_ratio") is None
