@@ -30,12 +30,20 @@ class ComfyAdapter:
         self.queue = server.prompt_queue
         self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
-        self.routes = GuardRoutes(guard, extra_status=self.stats)
+        self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text)
         self.attached = []
 
     def stats(self) -> dict:
         return {**self.hook.stats(), "rejected_prompts": self.admission.rejected,
                 "attached": list(self.attached)}
+
+    def metrics_text(self) -> bytes:
+        """The adapter's own counter in Prometheus text format (the core's registry has the rest)."""
+        return (
+            "# HELP gpu_guard_hook_errors_total Exceptions inside the queue hook; ComfyUI's own get ran instead\n"
+            "# TYPE gpu_guard_hook_errors_total counter\n"
+            f"gpu_guard_hook_errors_total {self.hook.stats()['hook_errors']}\n"
+        ).encode()
 
     def attach(self, routes_frozen_into_app: bool) -> None:
         """`routes_frozen_into_app`: ComfyUI already copied its RouteTableDef into the app (late,

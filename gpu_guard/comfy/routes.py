@@ -34,11 +34,13 @@ def bearer_token(request):
 
 
 class GuardRoutes:
-    """The handlers; `extra_status()` adds the adapter's own counters to the status object."""
+    """The handlers; `extra_status()` adds the adapter's own counters to the status object and
+    `extra_metrics()` its own Prometheus lines (bytes) to the metrics."""
 
-    def __init__(self, guard, extra_status=None):
+    def __init__(self, guard, extra_status=None, extra_metrics=None):
         self.guard = guard
         self.extra_status = extra_status
+        self.extra_metrics = extra_metrics
 
     def definitions(self):
         """(method, path, handler) for every route, without the /api prefix."""
@@ -80,6 +82,8 @@ class GuardRoutes:
 
     async def get_metrics(self, request):
         body, content_type = self.guard.metrics_text()
+        if self.extra_metrics is not None:
+            body += self.extra_metrics()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def get_ready(self, request):
