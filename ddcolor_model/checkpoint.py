@@ -127,7 +127,9 @@ def _torch_load(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
+        # Only a disallowed global means "objects"; garbage bytes also fail the weights-only
+        # unpickler, with an unsupported-operand error.
+        if "Unsupported global" in str(exc):
             raise CheckpointError(
                 f"{path}: contains Python objects besides tensors, which are not loaded for "
                 f"safety (weights_only). Use a plain state-dict checkpoint. "
@@ -147,10 +149,20 @@ def _damaged_message(path, exc):
         expected = ("the official releases are about "
                     f"{_mb(VARIANT_APPROX_BYTES['tiny'])} (tiny) and "
                     f"{_mb(VARIANT_APPROX_BYTES['large'])} (large)")
-    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    reason = _short_reason(exc)
     return (f"{path}: cannot be read as a PyTorch checkpoint; it is truncated or corrupt "
             f"(size {size:,} bytes = {_mb(size)}; {expected}). Re-download the file. "
             f"Detail: {reason}. {where_to_get_checkpoints()}")
+
+
+def _short_reason(exc):
+    """The informative part of a loader error (torch's weights-only text is long and generic)."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def _mb(n):
