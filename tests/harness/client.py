@@ -29,11 +29,17 @@ class ComfyClient:
     """Talks to ComfyUI at `url` (http://host:port) over HTTP and websocket."""
 
     is_local = False  # True for a server whose process and folders this harness owns
+    probe = None  # ProbeFile that the guard of a harness-started server reads (None: not ours to drive)
+    checkpoint_name = None  # a DDColor checkpoint in the server's ddcolor folder, when one was placed
 
     def __init__(self, url: str, request_timeout: float = 30.0):
         self.url = url.rstrip("/")
         self.request_timeout = request_timeout
         self.http = requests.Session()
+
+    @property
+    def probe_path(self) -> Path | None:
+        return self.probe.path if self.probe is not None else None
 
     @property
     def ws_url(self) -> str:
