@@ -1,0 +1,151 @@
+"""The VRAM guard in ComfyUI's real frontend (headless Chromium), driven by the guard's file probe."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.gpu_guard.guard_drill import wait_until
+from tests.web.comfy_ui import GAUGE
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.slow]
+
+
+def _luminance(rgb: str) -> float:
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+", rgb)[:3])
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(fg: str, bg: str) -> float:
+    """WCAG contrast ratio of two CSS rgb() colours."""
+    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def gauge_colours(page) -> dict:
+    return page.evaluate(f"""() => {{
+        const css = (sel, prop) => getComputedStyle(document.querySelector('{GAUGE} ' + sel)).getPropertyValue(prop);
+        const gauge = document.querySelector('{GAUGE}');
+        return {{ value: css('.vg-value', 'color'), background: getComputedStyle(gauge).backgroundColor,
+                  menu: getComputedStyle(gauge.parentElement).backgroundColor || '',
+                  state: css('.vg-state', 'color'), stateBg: css('.vg-state', 'background-color') }};
+    }}""")
+
+
+def test_gauge_shows_reading_thresholds_and_history_in_both_themes(guard_ui, web_guard):
+    web_guard.read_ratio(0.42)
+    guard_ui.wait_gauge("running", "42 %")
+    assert guard_ui.gauge_label() == "running"
+    marks = guard_ui.page.evaluate(f"""() => [...document.querySelectorAll('{GAUGE} .vg-mark')]
+        .map(m => [m.className, parseFloat(m.style.left)])""")
+    assert sorted(marks) == [["vg-mark vg-mark-pause", 85], ["vg-mark vg-mark-resume", 75]]
+    # the sparkline draws the recent readings and both thresholds
+    wait_until(lambda: guard_ui.page.locator(f"{GAUGE} .vg-spark-line").count() == 1, 10, what="the sparkline")
+    points = guard_ui.page.get_attribute(f"{GAUGE} .vg-spark-line", "points").split()
+    assert len(points) >= 2
+    assert guard_ui.page.locator(f"{GAUGE} .vg-spark-pause").count() == 1
+    assert guard_ui.page.locator(f"{GAUGE} .vg-spark-resume").count() == 1
+    # the gauge sits in the top bar, next to the Run button
+    assert guard_ui.page.locator(f".actionbar-container {GAUGE}").count() == 1
+
+    for palette in ("dark", "light"):
+        guard_ui.set_setting("Comfy.ColorPalette", palette)
+        guard_ui.page.wait_for_timeout(500)
+        colours = gauge_colours(guard_ui.page)
+        guard_ui.screenshot(f"gauge-{palette}")
+        guard_ui.page.screenshot(path=str(guard_ui.screenshot(f"gauge-{palette}").with_name(
+            f"{guard_ui.name}-topbar-{palette}.png")), clip={"x": 560, "y": 60, "width": 840, "height": 100})
+        assert contrast(colours["value"], colours["background"]) >= 4.5, (palette, colours)
+        assert contrast(colours["state"], colours["stateBg"]) >= 3.0, (palette, colours)
+    guard_ui.set_setting("Comfy.ColorPalette", "dark")
+    guard_ui.assert_no_pack_errors()
+
+
+def test_pause_hold_toast_panel_and_resume_notice(guard_ui, web_guard):
+    web_guard.read_ratio(0.90)
+    guard_ui.wait_gauge("paused", "90 %")
+    assert guard_ui.gauge_label().startswith("paused")
+
+    guard_ui.queue_tiny_graph()
+    toast = guard_ui.wait_toast(r"Prompt queued")
+    assert "above 85 %" in toast and "number 1 of 1" in toast and "start by itself" in toast, toast
+    assert "below 75 %" in toast, toast
+    held = web_guard.held_ids()
+    assert len(held) == 1
+    wait_until(lambda: guard_ui.gauge_label() == "paused · 1 held", 10, what="the gauge to count the held prompt")
+
+    # the held prompts panel lists it, from this browser, with its wait and cost
+    guard_ui.page.click(GAUGE)
+    row = guard_ui.page.locator(f".vram-guard-panel tr[data-prompt-id='{held[0]}']")
+    row.wait_for(timeout=10_000)
+    cells = row.locator("td").all_inner_texts()
+    assert cells[0] == "1" and cells[2] == "this browser", cells
+    assert re.fullmatch(r"\d+ s", cells[3]), cells
+    assert cells[4] == "unknown" or re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB|TiB)", cells[4]), cells
+    guard_ui.screenshot("held")
+
+    web_guard.read_ratio(0.50)
+    toast = guard_ui.wait_toast(r"GPU memory available")
+    assert "below 75 %" in toast and "1 held prompt will start" in toast, toast
+    guard_ui.wait_gauge("running", "50 %")
+    web_guard.client.wait_history(held[0], timeout=60)
+    guard_ui.screenshot("resumed")
+    guard_ui.assert_no_pack_errors()
+
+
+def test_full_hold_queue_shows_busy_message_not_the_generic_error(guard_ui, web_guard):
+    web_guard.set_config(max_held=1)
+    web_guard.read_ratio(0.90)
+    guard_ui.wait_gauge("paused")
+    guard_ui.queue_tiny_graph()
+    guard_ui.wait_toast(r"Prompt queued")
+    guard_ui.queue_tiny_graph()  # the hold queue is full now: /prompt answers 429
+    toast = guard_ui.wait_toast(r"Server busy")
+    retry = web_guard.config()["retry_after_s"]
+    assert "not queued" in toast and "hold queue is full" in toast and f"again in {retry} s" in toast, toast
+    assert "Prompt execution failed" not in guard_ui.error_dialog_text()
+    assert any(e.kind == "http" and e.text.startswith("429") for e in guard_ui.recorder.entries)
+    assert len(web_guard.held_ids()) == 1
+    guard_ui.screenshot("busy")
+    guard_ui.assert_no_pack_errors()
+
+
+def test_settings_round_trip_to_the_guard_config(guard_ui, web_guard):
+    # the dialog shows the server's values
+    wait_until(lambda: guard_ui.setting("VRAMGuard.PauseAt") == 85, 10, what="PauseAt loaded from the server")
+    assert guard_ui.setting("VRAMGuard.FastLane") is True
+    # a change in the dialog is written to the guard
+    guard_ui.set_setting("VRAMGuard.PauseAt", 90)
+    wait_until(lambda: web_guard.config()["pause_at"] == 0.9, 10, what="pause_at 0.9 on the server")
+    guard_ui.set_setting("VRAMGuard.HoldTimeoutAction", "fail")
+    guard_ui.set_setting("VRAMGuard.FastLane", False)
+    wait_until(lambda: (lambda c: c["hold_timeout_action"] == "fail" and c["fast_lane"] is False)(web_guard.config()),
+               10, what="hold_timeout_action and fast_lane on the server")
+    # a change made elsewhere reaches the dialog
+    web_guard.set_config(resume_at=0.7)
+    wait_until(lambda: guard_ui.setting("VRAMGuard.ResumeAt") == 70, 15, what="ResumeAt 70 from the server")
+    # a refused value: its reason is shown and the dialog goes back to the server's value
+    guard_ui.set_setting("VRAMGuard.ResumeAt", 95)
+    toast = guard_ui.wait_toast(r"not changed")
+    assert "resume_at" in toast and "pause_at" in toast, toast
+    wait_until(lambda: guard_ui.setting("VRAMGuard.ResumeAt") == 70, 10, what="ResumeAt back to 70")
+    assert web_guard.config()["resume_at"] == 0.7
+    guard_ui.screenshot("settings-refused")
+    guard_ui.assert_no_pack_errors(expected_http=((400, "/gpu_guard/config"),))
+
+
+def test_pinned_setting_is_read_only_in_the_dialog(guard_ui, web_guard):
+    assert "poll_s" in web_guard.config()["pinned"]
+    guard_ui.run_command("Comfy.ShowSettingsDialog")
+    dialog = guard_ui.page.locator(".p-dialog").last
+    dialog.wait_for(timeout=10_000)
+    dialog.get_by_text("VRAM Guard", exact=True).first.click()
+    label = dialog.get_by_text(re.compile(r"Poll interval \(seconds\) \(set by GPU_GUARD_POLL_S\)"))
+    label.wait_for(timeout=10_000)
+    poll_input = dialog.locator("#VRAMGuard\\.PollSeconds input, [id='VRAMGuard.PollSeconds'] input").first
+    assert poll_input.is_disabled()
+    pause_input = dialog.locator("[id='VRAMGuard.PauseAt'] input").first
+    assert pause_input.is_enabled()
+    guard_ui.screenshot("settings-dialog")
+    guard_ui.assert_no_pack_errors()
