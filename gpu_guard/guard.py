@@ -166,7 +166,7 @@ class Guard:
                 entry, self._monotonic(), self._gate_closed(), self._monitor.reading,
                 by_pressure=not self._monitor.sensor_failing)
             if verdict.kind == RUN:
-                self.metrics.admitted.labels(verdict.lane).inc()
+                self.metrics.admitted_in(verdict.lane).inc()
             elif verdict.kind == FAIL:
                 self.metrics.failed.inc()
                 log.warning("VRAM guard failed prompt %s: %s", entry.prompt_id, verdict.message)
@@ -184,7 +184,6 @@ class Guard:
             if self._gate_closed():
                 changed, left, joined = self._policy.sync(entries, self._monotonic())
                 self._held_changed(left, joined, changed)
-                self._check_overdue()
         self._deliver()
 
     def admission(self, held_count: int) -> Admission:
@@ -336,14 +335,15 @@ class Guard:
             self._bump()
 
     def _held_changed(self, left: Sequence[HeldPrompt], joined: Sequence[HeldPrompt], changed: bool = False):
+        if not (changed or left or joined):
+            return  # the common case while holding: keep the worker's hook cheap
         now = self._monotonic()
         for held in left:
             self.metrics.hold_wait.observe(max(0.0, now - held.since))
         self.metrics.held_total.inc(len(joined))
         self.metrics.held.set(len(self._policy.held))
-        if changed or left or joined:
-            self._events.append(("gpu_guard.held", None))
-            self._bump()
+        self._events.append(("gpu_guard.held", None))
+        self._bump()
 
     def _check_overdue(self) -> None:
         now = self._monotonic()
@@ -358,6 +358,8 @@ class Guard:
 
     def _deliver(self) -> None:
         """Send the collected events, outside the lock; payloads are built once per batch."""
+        if not self._events:  # unlocked peek: events are appended by the thread that delivers them
+            return
         with self._lock:
             events, self._events = self._events, []
             if not events:

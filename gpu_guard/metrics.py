@@ -30,6 +30,15 @@ class GuardMetrics:
         self.hold_wait = Histogram("gpu_guard_hold_wait_seconds", "Time prompts spent held", registry=r,
                                    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
 
+        self._admitted_by_lane: dict = {}
+
+    def admitted_in(self, lane: str):
+        """The admitted counter of one lane (cached: labels() costs a lock and a lookup per call)."""
+        child = self._admitted_by_lane.get(lane)
+        if child is None:
+            child = self._admitted_by_lane[lane] = self.admitted.labels(lane)
+        return child
+
     def observe_reading(self, reading: Reading) -> None:
         self.ratio.set(reading.ratio)
         self.used.set(reading.used_bytes)

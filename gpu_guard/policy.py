@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 from . import estimators
 from .config import GuardConfig
@@ -21,13 +21,13 @@ LANE_NORMAL = "normal"  # the guard is running (or off): nothing to hold
 LANE_FAST = "fast"  # paused, but the prompt's estimated peak fits in the free memory
 
 
-@dataclass(frozen=True)
-class QueueEntry:
-    """One pending prompt as the adapter sees it in ComfyUI's queue."""
+class QueueEntry(NamedTuple):
+    """One pending prompt as the adapter sees it in ComfyUI's queue (a tuple: built for every pending
+    prompt at every wake-up of the worker, so it must be cheap)."""
 
     prompt_id: str
     number: float  # ComfyUI's queue number (front-of-queue prompts have negative numbers)
-    prompt: Mapping[str, Any] = field(default_factory=dict)  # the API-format graph
+    prompt: Mapping[str, Any] = {}  # the API-format graph; never mutated
     client_id: Optional[str] = None
 
 
@@ -39,6 +39,9 @@ class Verdict:
     lane: Optional[str] = None  # for RUN: LANE_NORMAL or LANE_FAST
     message: Optional[str] = None  # for FAIL: the error to put into ComfyUI's history
     estimated_bytes: Optional[int] = None  # the prompt's estimate when one was made
+
+
+_RUN_NORMAL = Verdict(RUN, LANE_NORMAL)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class HeldPrompt:
     estimated: bool = False
     estimated_bytes: Optional[int] = None
     alerted: bool = False
+    hold_verdict: Optional["Verdict"] = None  # built once: the hook asks again at every wake-up
 
     def estimate(self) -> Optional[int]:
         if not self.estimated:  # estimators may be costly; a prompt's graph never changes
@@ -87,6 +91,9 @@ class Policy:
     def sync(self, entries: Sequence[QueueEntry], now: float) -> tuple:
         """Make the held set the pending entries (the gate is closed). Returns (changed, left, joined)."""
         previous = self.held
+        if len(entries) == len(previous) and all(e.prompt_id in previous for e in entries) \
+                and [e.prompt_id for e in entries] == list(previous):
+            return False, [], []  # the usual wake-up: nothing moved
         self.held = {}
         joined = []
         for e in entries:
@@ -107,7 +114,7 @@ class Policy:
                by_pressure: bool) -> tuple:
         """(Verdict, HeldPrompt that left the held set or None, HeldPrompt that joined or None)."""
         if not gate_closed:
-            return Verdict(RUN, LANE_NORMAL), None, None
+            return _RUN_NORMAL, None, None
         joined = None
         held = self.held.get(entry.prompt_id)
         if held is None:
@@ -125,7 +132,9 @@ class Policy:
             del self.held[entry.prompt_id]
             self._fast_reading = reading
             return Verdict(RUN, LANE_FAST, estimated_bytes=held.estimated_bytes), held, joined
-        return Verdict(HOLD, estimated_bytes=held.estimated_bytes), None, joined
+        if held.hold_verdict is None or held.hold_verdict.estimated_bytes != held.estimated_bytes:
+            held.hold_verdict = Verdict(HOLD, estimated_bytes=held.estimated_bytes)
+        return held.hold_verdict, None, joined
 
     def _fits(self, held: HeldPrompt, reading: Optional[Reading]) -> bool:
         # One fast-lane run per fresh reading: the next must see the memory the last one took.

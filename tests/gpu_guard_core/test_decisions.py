@@ -94,6 +94,7 @@ def test_hold_timeout_keep_holds_and_alerts_once(paused, clock):
     for _ in range(3):
         guard.note_pending([entry(1)])
         assert guard.decide(entry(1)).kind == HOLD
+        guard.poll_once()  # the poll thread watches the held set's age
     assert len(alerts) == 1 and alerts[0]["kind"] == "held_too_long" and alerts[0]["prompt_id"] == "p1"
 
 
