@@ -87,8 +87,9 @@ def bench_dispatch(folder: str, rounds: int) -> list:
         guard = Guard(GuardConfig(probe="file:" + probe_path), FileProbe(probe_path))
         guard.poll_once()
         queue = BareQueue(pending)
-        baseline = per_call_us(queue.get, rounds)
-        guarded = per_call_us(lambda: queue.guarded_get(guard), rounds)
+        scaled = max(100, rounds * 10 // max(10, pending))  # the same work per case, whatever the queue
+        baseline = per_call_us(queue.get, scaled)
+        guarded = per_call_us(lambda: queue.guarded_get(guard), scaled)
         rows.append((label, baseline, guarded))
     return rows
 
