@@ -1,0 +1,204 @@
+"""The queue hook against a stand-in for ComfyUI's PromptQueue (same locking and heap contract as
+execution.PromptQueue in 0.3.75), with a real Guard reading a probe file: races and fallbacks that a
+live server cannot be made to show on demand."""
+import heapq
+import threading
+import time
+from collections import namedtuple
+
+import pytest
+
+from gpu_guard import Guard
+from gpu_guard.comfy import queue_ops
+from gpu_guard.comfy.queue_hook import QueueHook
+from tests.harness.probe_file import ProbeFile
+
+
+class StandInServer:
+    def __init__(self):
+        self.updates = 0
+
+    def queue_updated(self):
+        self.updates += 1
+
+
+class StandInPromptQueue:
+    """What the hook relies on: mutex/not_empty, a heap of tuples, get/task_done/set_flag."""
+
+    ExecutionStatus = namedtuple("ExecutionStatus", ["status_str", "completed", "messages"])
+
+    def __init__(self):
+        self.server = StandInServer()
+        self.mutex = threading.RLock()
+        self.not_empty = threading.Condition(self.mutex)
+        self.queue, self.currently_running, self.history, self.flags = [], {}, {}, {}
+        self.task_counter = 0
+
+    def put(self, item):
+        with self.mutex:
+            heapq.heappush(self.queue, item)
+            self.server.queue_updated()
+            self.not_empty.notify()
+
+    def get(self, timeout=None):
+        with self.not_empty:
+            while not self.queue:
+                self.not_empty.wait(timeout=timeout)
+                if timeout is not None and not self.queue:
+                    return None
+            item = heapq.heappop(self.queue)
+            number = self.task_counter
+            self.currently_running[number] = item
+            self.task_counter += 1
+            self.server.queue_updated()
+            return item, number
+
+    def task_done(self, item_id, history_result, status, process_item=None):
+        with self.mutex:
+            item = self.currently_running.pop(item_id)
+            if process_item is not None:
+                item = process_item(item)
+            self.history[item[1]] = {"prompt": item, "status": status._asdict(), **history_result}
+            self.server.queue_updated()
+
+    def set_flag(self, name, value):
+        with self.mutex:
+            self.flags[name] = value
+            self.not_empty.notify()
+
+
+def item(number, prompt_id):
+    return (number, prompt_id, {"1": {"class_type": "EmptyImage", "inputs": {}}}, {}, ["1"], {})
+
+
+@pytest.fixture
+def rig(tmp_path):
+    probe = ProbeFile(tmp_path / "probe.json")
+    probe.write_ratio(0.1)
+    guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": "0.02"})
+    guard.start()
+    queue = StandInPromptQueue()
+    models = []
+    hook = QueueHook(guard, queue, lambda: models, hold_wait_s=0.05)
+    hook.install()
+    yield guard, queue, hook, probe, models
+    guard.stop()
+
+
+def wait_state(guard, state, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while guard.state != state:
+        assert time.monotonic() < deadline, f"guard never reached {state}"
+        time.sleep(0.01)
+
+
+def test_a_put_while_the_worker_waits_is_not_popped_when_paused_meanwhile(rig):
+    guard, queue, _hook, probe, _models = rig
+    results = []
+    worker = threading.Thread(target=lambda: results.append(queue.get(timeout=2.0)))
+    worker.start()  # waits for a prompt with the guard running
+    time.sleep(0.1)
+    probe.write_ratio(0.95)
+    wait_state(guard, "paused")
+    queue.put(item(1, "a"))  # arrives while the worker is waiting inside get
+    worker.join(5)
+    assert results == [None], "a prompt put during the wait must be held, not popped unchecked"
+    assert [i[1] for i in queue.queue] == ["a"]
+
+    probe.write_ratio(0.1)
+    wait_state(guard, "running")
+    popped, _number = queue.get(timeout=1.0)
+    assert popped[1] == "a"
+
+
+def test_holding_returns_none_within_the_workers_timeout(rig):
+    guard, queue, _hook, probe, _models = rig
+    probe.write_ratio(0.95)
+    wait_state(guard, "paused")
+    queue.put(item(1, "a"))
+    started = time.monotonic()
+    assert queue.get(timeout=0.02) is None
+    assert time.monotonic() - started < 0.5
+    assert queue.get(timeout=0.0) is None
+
+
+def test_priority_order_with_front_queued_prompts(rig):
+    _guard, queue, _hook, _probe, _models = rig
+    for entry in (item(3, "c"), item(1, "a"), item(-4, "front"), item(2, "b")):
+        queue.put(entry)
+    order = [queue.get(timeout=1.0)[0][1] for _ in range(4)]
+    assert order == ["front", "a", "b", "c"]
+
+
+def test_an_exception_inside_the_guard_falls_back_to_comfyuis_get(rig, monkeypatch):
+    guard, queue, hook, probe, _models = rig
+    probe.write_ratio(0.95)
+    wait_state(guard, "paused")
+    queue.put(item(1, "a"))
+
+    def broken(entry):
+        raise RuntimeError("bug in the guard")
+
+    monkeypatch.setattr(guard, "decide", broken)
+    popped, _number = queue.get(timeout=1.0)
+    assert popped[1] == "a", "the worker gets the prompt as ComfyUI would have given it"
+    assert hook.stats()["hook_errors"] == 1
+
+
+def test_a_prompt_further_back_is_popped_without_breaking_the_heap(rig):
+    _guard, queue, hook, _probe, _models = rig
+    for n in range(8):
+        queue.put(item(n, f"p{n}"))
+    target = next(i for i in queue.queue if i[1] == "p5")
+    with queue.mutex:
+        popped, _number = queue_ops.pop_item(queue, target, hook.original_get)
+    assert popped is target
+    rest = [heapq.heappop(queue.queue)[1] for _ in range(len(queue.queue))]
+    assert rest == ["p0", "p1", "p2", "p3", "p4", "p6", "p7"]
+
+
+def test_reclaim_asks_once_per_hold_episode_and_measures_again(rig, monkeypatch):
+    guard, queue, hook, probe, models = rig
+    models.append("a loaded model")
+    probe.write_ratio(0.95)
+    wait_state(guard, "paused")
+    queue.put(item(1, "a"))
+    polls = []
+    monkeypatch.setattr(guard, "request_poll", lambda: polls.append(time.monotonic()))
+
+    assert queue.get(timeout=0.2) is None
+    assert queue.flags == {"unload_models": True, "free_memory": True}
+    queue.flags.clear()  # what ComfyUI's worker does with them
+    assert queue.get(timeout=0.1) is None
+    assert polls, "after the worker handled the flags the guard measures again"
+    for _ in range(3):
+        assert queue.get(timeout=0.05) is None
+    assert queue.flags == {}, "once per hold episode"
+    assert hook.stats()["free_requests"] == 1
+
+
+def test_no_reclaim_without_loaded_models(rig):
+    guard, queue, hook, probe, _models = rig
+    probe.write_ratio(0.95)
+    wait_state(guard, "paused")
+    queue.put(item(1, "a"))
+    assert queue.get(timeout=0.1) is None
+    assert queue.flags == {} and hook.stats()["free_requests"] == 0
+
+
+def test_a_failure_that_cannot_be_recorded_runs_the_prompt_instead(rig, monkeypatch):
+    guard, queue, hook, probe, _models = rig
+    guard.update_config({"hold_timeout_s": 0.05, "hold_timeout_action": "fail"})
+    probe.write_ratio(0.95)
+    wait_state(guard, "paused")
+    queue.put(item(1, "a"))
+    assert queue.get(timeout=0.02) is None  # starts the hold
+    time.sleep(0.1)
+
+    def broken_task_done(*args, **kwargs):
+        raise RuntimeError("history is broken")
+
+    monkeypatch.setattr(queue, "task_done", broken_task_done)
+    popped, number = queue.get(timeout=0.5)
+    assert popped[1] == "a" and number in queue.currently_running, "the prompt must not vanish"
+    assert hook.stats()["hook_errors"] == 1
