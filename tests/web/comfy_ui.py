@@ -83,9 +83,9 @@ class GuardUI:
         return " ".join(dialogs)
 
     # -- evidence
-    def screenshot(self, label: str) -> Path:
+    def screenshot(self, label: str, clip: dict | None = None) -> Path:
         path = artifact_dir("web") / f"{self.name}-{label}.png"
-        self.page.screenshot(path=str(path))
+        self.page.screenshot(path=str(path), clip=clip)
         return path
 
     def assert_no_pack_errors(self, expected_http: tuple[tuple[int, str], ...] = ()) -> None:

@@ -33,6 +33,20 @@ def gauge_colours(page) -> dict:
     }}""")
 
 
+def check_readable_in_both_themes(ui, label: str) -> None:
+    """Screenshots of the page and of the top bar in the dark and the light palette; the gauge's
+    text must keep a readable contrast (WCAG) against its background in both."""
+    for palette in ("dark", "light"):
+        ui.set_setting("Comfy.ColorPalette", palette)
+        ui.page.wait_for_timeout(400)
+        colours = gauge_colours(ui.page)
+        ui.screenshot(f"{label}-{palette}")
+        ui.screenshot(f"{label}-{palette}-topbar", clip=ui.page.locator(".actionbar-container").bounding_box())
+        assert contrast(colours["value"], colours["background"]) >= 4.5, (palette, colours)
+        assert contrast(colours["state"], colours["stateBg"]) >= 3.0, (palette, colours)
+    ui.set_setting("Comfy.ColorPalette", "dark")
+
+
 def test_gauge_shows_reading_thresholds_and_history_in_both_themes(guard_ui, web_guard):
     web_guard.read_ratio(0.42)
     guard_ui.wait_gauge("running", "42 %")
@@ -49,23 +63,15 @@ def test_gauge_shows_reading_thresholds_and_history_in_both_themes(guard_ui, web
     # the gauge sits in the top bar, next to the Run button
     assert guard_ui.page.locator(f".actionbar-container {GAUGE}").count() == 1
 
-    for palette in ("dark", "light"):
-        guard_ui.set_setting("Comfy.ColorPalette", palette)
-        guard_ui.page.wait_for_timeout(500)
-        colours = gauge_colours(guard_ui.page)
-        guard_ui.screenshot(f"gauge-{palette}")
-        guard_ui.page.screenshot(path=str(guard_ui.screenshot(f"gauge-{palette}").with_name(
-            f"{guard_ui.name}-topbar-{palette}.png")), clip={"x": 560, "y": 60, "width": 840, "height": 100})
-        assert contrast(colours["value"], colours["background"]) >= 4.5, (palette, colours)
-        assert contrast(colours["state"], colours["stateBg"]) >= 3.0, (palette, colours)
-    guard_ui.set_setting("Comfy.ColorPalette", "dark")
+    check_readable_in_both_themes(guard_ui, "running")
     guard_ui.assert_no_pack_errors()
 
 
 def test_pause_hold_toast_panel_and_resume_notice(guard_ui, web_guard):
     web_guard.read_ratio(0.90)
     guard_ui.wait_gauge("paused", "90 %")
-    assert guard_ui.gauge_label().startswith("paused")
+    assert guard_ui.gauge_label() == "paused · 0 held"
+    check_readable_in_both_themes(guard_ui, "paused")
 
     guard_ui.queue_tiny_graph()
     toast = guard_ui.wait_toast(r"Prompt queued")
@@ -148,4 +154,18 @@ def test_pinned_setting_is_read_only_in_the_dialog(guard_ui, web_guard):
     pause_input = dialog.locator("[id='VRAMGuard.PauseAt'] input").first
     assert pause_input.is_enabled()
     guard_ui.screenshot("settings-dialog")
+    guard_ui.assert_no_pack_errors()
+
+
+def test_failing_sensor_shows_on_the_gauge_and_as_an_alert(guard_ui, web_guard):
+    web_guard.probe.write_text("not json")
+    toast = guard_ui.wait_toast(r"sensor is failing")
+    assert "failed" in toast, toast
+    wait_until(lambda: guard_ui.gauge_state() == "failing", 15, interval=0.1, what="the gauge to show the failing sensor")
+    assert guard_ui.gauge_label() == "sensor failing"
+    error = web_guard.status()["probe"]["error"]
+    assert error and f"Sensor failing: {error}" in guard_ui.page.get_attribute(GAUGE, "title")
+    guard_ui.screenshot("sensor-failing")
+    web_guard.read_ratio(0.3)
+    guard_ui.wait_gauge("running", "30 %")
     guard_ui.assert_no_pack_errors()

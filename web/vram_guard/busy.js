@@ -12,11 +12,7 @@ export function busyDetails(error) {
   const body = error?.response;
   if (body?.error?.type !== BUSY_ERROR_TYPE) return null;
   const retry = Number(body.error.extra_info?.retry_after_s);
-  return {
-    message: String(body.error.message ?? ""),
-    details: String(body.error.details ?? ""),
-    retryAfterS: Number.isFinite(retry) && retry > 0 ? retry : null,
-  };
+  return { retryAfterS: Number.isFinite(retry) && retry > 0 ? retry : null };
 }
 
 export function busyNotice(details, pauseAt) {
@@ -26,8 +22,7 @@ export function busyNotice(details, pauseAt) {
     kind: "error",
     title: "Server busy: prompt not queued",
     description:
-      `${why} and the hold queue is full, so this prompt was not accepted. Queue it again ${retry}.` +
-      (details.message ? ` Server: ${details.message}` : ""),
+      `${why} and the hold queue is full, so this prompt was not accepted. Queue it again ${retry}.`,
     lifeMs: 12000,
   };
 }

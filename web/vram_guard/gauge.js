@@ -5,7 +5,9 @@ import { count, percent } from "./format.js";
 const SVG_NS = "http://www.w3.org/2000/svg";
 const SPARK_W = 96;
 const SPARK_H = 24;
-export const SPARK_WINDOW_S = 300; // the sparkline shows the last five minutes
+export const SPARK_WINDOW_S = 300; // the sparkline shows at most the last five minutes...
+const SPARK_MIN_WINDOW_S = 30; // ...and at least 30 s, so a young history still reads as a line
+const SPARK_MAX_POINTS = 240; // about two points per pixel is all the line can show
 
 function el(doc, tag, className, text) {
   const node = doc.createElement(tag);
@@ -29,8 +31,10 @@ function drawSparkline(doc, spark, status) {
   const history = (status?.history ?? []).filter((p) => Array.isArray(p) && Number.isFinite(p[1]));
   const end = history.length ? history[history.length - 1][0] : status?.reading?.at;
   if (!Number.isFinite(end)) return;
-  const start = end - SPARK_WINDOW_S;
-  const xOf = (t) => ((SPARK_W * (t - start)) / SPARK_WINDOW_S).toFixed(1);
+  const span = history.length ? end - history[0][0] : 0;
+  const window = Math.min(SPARK_WINDOW_S, Math.max(SPARK_MIN_WINDOW_S, span));
+  const start = end - window;
+  const xOf = (t) => ((SPARK_W * (t - start)) / window).toFixed(1);
   const thresholds = status.thresholds ?? {};
   for (const [name, ratio] of [["pause", thresholds.pause_at], ["resume", thresholds.resume_at]]) {
     if (!Number.isFinite(ratio)) continue;
@@ -43,7 +47,9 @@ function drawSparkline(doc, spark, status) {
     mark.firstChild.textContent = `${tr.from} → ${tr.to} at ${percent(tr.ratio)}`;
     spark.append(mark);
   }
-  const points = history.filter(([t]) => t >= start).map(([t, r]) => `${xOf(t)},${yOf(r)}`);
+  const recent = history.filter(([t]) => t >= start);
+  const step = Math.ceil(recent.length / SPARK_MAX_POINTS);
+  const points = recent.filter((_, i) => i % step === 0 || i === recent.length - 1).map(([t, r]) => `${xOf(t)},${yOf(r)}`);
   if (points.length) spark.append(svg(doc, "polyline", { class: "vg-spark-line", points: points.join(" ") }));
 }
 
@@ -51,8 +57,8 @@ function describe(status, held) {
   if (!status) return { state: "unknown", label: "no data", tip: "VRAM guard: waiting for the server" };
   const { state, reading, thresholds = {}, probe = {} } = status;
   const lines = [`VRAM guard: ${state}`];
-  if (reading) lines.push(`GPU memory used: ${percent(reading.ratio, 1)}`);
-  else lines.push(`No reading${probe.error ? `: ${probe.error}` : ""}`);
+  lines.push(reading ? `GPU memory used: ${percent(reading.ratio, 1)}` : "No memory reading");
+  if (probe.ok === false) lines.push(`Sensor failing: ${probe.error ?? "no reading"}`);
   lines.push(`Pauses at ${percent(thresholds.pause_at)}, resumes below ${percent(thresholds.resume_at)}`);
   lines.push(`${count(held.length, "prompt")} held. Click for details.`);
   let label = state === "paused" ? `paused · ${held.length} held` : state;

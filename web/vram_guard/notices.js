@@ -60,3 +60,18 @@ export class HoldNotices {
     };
   }
 }
+
+const ALERT_TITLES = {
+  held_too_long: "VRAM guard: a prompt has been held for a long time",
+  sensor_failing: "VRAM guard: the GPU memory sensor is failing",
+};
+
+// The notice for a gpu_guard.alert event ({kind, message}).
+export function alertNotice(alert) {
+  return {
+    kind: "warning",
+    title: ALERT_TITLES[alert?.kind] ?? "VRAM guard",
+    description: String(alert?.message ?? ""),
+    lifeMs: 15000,
+  };
+}

@@ -24,7 +24,7 @@ export const CSS = `
 .vram-guard-gauge .vg-mark { position: absolute; top: -3px; bottom: -3px; width: 2px; margin-left: -1px; }
 .vram-guard-gauge .vg-mark-pause { background: var(--vg-stop); }
 .vram-guard-gauge .vg-mark-resume { background: var(--vg-ok); }
-.vram-guard-gauge .vg-spark { width: 96px; height: 24px; overflow: visible; }
+.vram-guard-gauge .vg-spark { width: 96px; height: 24px; overflow: visible; border-radius: 3px; background: var(--comfy-menu-bg, transparent); }
 .vram-guard-gauge .vg-spark-line { fill: none; stroke: var(--fg-color, #ccc); stroke-width: 1.3; vector-effect: non-scaling-stroke; }
 .vram-guard-gauge .vg-spark-pause, .vram-guard-gauge .vg-spark-resume { stroke-width: 1; stroke-dasharray: 3 2; vector-effect: non-scaling-stroke; }
 .vram-guard-gauge .vg-spark-pause { stroke: var(--vg-stop); }
