@@ -51,6 +51,7 @@ class Guard:
         self._cond = threading.Condition(self._lock)
         self._version = 0
         self._free_asked = False
+        self._pending: Sequence[QueueEntry] = ()  # the adapter's last pending list, for the next pause
         self._subscribers: list = []
         self._events: list = []  # collected under the lock, delivered after it is released
         self._stop = threading.Event()
@@ -181,6 +182,7 @@ class Guard:
         """Tell the guard the whole pending list (priority order) so it can track the held set,
         positions and waited times; emits "gpu_guard.held" when the set or order changes."""
         with self._lock:
+            self._pending = entries
             if self._gate_closed():
                 changed, left, joined = self._policy.sync(entries, self._monotonic())
                 self._held_changed(left, joined, changed)
@@ -330,6 +332,10 @@ class Guard:
         self.metrics.state.state(self.state)
         if was_closed and not self._gate_closed():
             self._held_changed(left=self._policy.release_all(), joined=[])
+        elif not was_closed and self._gate_closed() and self._pending:
+            # the prompts already waiting are held from now on, before the worker looks again
+            _, left, joined = self._policy.sync(self._pending, self._monotonic())
+            self._held_changed(left, joined, changed=True)
         if was_closed != self._gate_closed():
             self._events.append(("gpu_guard.status", None))
             self._bump()

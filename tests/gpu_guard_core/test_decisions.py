@@ -153,3 +153,16 @@ def test_disabling_at_runtime_releases_held_prompts(paused):
     assert guard.update_config({"enabled": False})[1] == []
     assert guard.state == "off" and guard.status()["held"] == []
     assert guard.decide(entry(1)).kind == RUN
+
+
+def test_prompts_pending_when_the_guard_pauses_are_held_at_once(make_guard, at_ratio, clock):
+    guard = make_guard()
+    at_ratio(guard, 0.5)
+    guard.note_pending([entry(1), entry(2)])  # queued behind a running prompt
+    assert guard.status()["held"] == []
+    events = []
+    guard.subscribe(lambda name, payload: events.append((name, payload)))
+    at_ratio(guard, 0.9)
+    assert [h["prompt_id"] for h in guard.status()["held"]] == ["p1", "p2"]
+    held_events = [p for n, p in events if n == "gpu_guard.held"]
+    assert [h["prompt_id"] for h in held_events[-1]["held"]] == ["p1", "p2"]
