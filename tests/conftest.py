@@ -20,7 +20,8 @@ from tests.harness.artifacts import artifact_dir
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui_install import InstallError, ensure_comfyui
 from tests.harness.provision import build_server
-from tests.harness.weights import SYNTHETIC_NAME, WeightsError, write_synthetic_checkpoint
+from tests.harness.weights import (SYNTHETIC_NAME, WeightsError, cached_kit_checkpoint, kit_dir,
+                                   write_synthetic_checkpoint)
 
 COMFY_FIXTURES = {"comfy", "comfy_factory", "probe", "checkpoint_name"}
 BROWSER_FIXTURES = {"browser", "browser_page"}
@@ -66,10 +67,15 @@ def comfyui_dir_or_skip():
 
 @pytest.fixture(scope="session")
 def synthetic_checkpoint(tmp_path_factory):
-    """A synthetic tiny DDColor checkpoint (parity kit layout), or None when it cannot be made."""
-    out = tmp_path_factory.mktemp("ddcolor-weights") / SYNTHETIC_NAME.format(variant="tiny")
+    """A synthetic tiny DDColor checkpoint, or None when none can be made (servers start without).
+
+    The parity kit's weights, cached between runs; else made by `python -m ddcolor_model synth`.
+    """
     try:
-        return write_synthetic_checkpoint(out, "tiny")
+        if kit_dir() is not None:
+            return cached_kit_checkpoint("tiny")
+        out = tmp_path_factory.mktemp("ddcolor-weights") / SYNTHETIC_NAME.format(variant="tiny")
+        return write_synthetic_checkpoint(out, "tiny", source="pack")
     except WeightsError as error:
         print(f"conftest: servers start without a DDColor checkpoint: {error}")
         return None

@@ -97,7 +97,7 @@ class ComfyServer(ComfyClient):
         self.env = dict(env or {})
         self.extra_args = tuple(extra_args)
         self.pack_root = Path(pack_root)
-        self.startup_timeout = startup_timeout
+        self.startup_timeout = float(os.environ.get("COMFYUI_START_TIMEOUT") or startup_timeout)
         self.python = python or os.environ.get("COMFYUI_PYTHON") or sys.executable
         self.log_path = artifact_dir("comfyui") / f"{name}.log"
         self.process: subprocess.Popen | None = None
