@@ -1,0 +1,59 @@
+"""Soak of the VRAM guard inside a real ComfyUI: >= 300 prompts over >= 20 pause/resume cycles.
+
+Starts ComfyUI 0.3.75 with this pack (the test harness's server), drives the guard through its
+file probe, submits prompts while paused (some to the front) and while running, deletes a random
+share of them, and checks that every prompt either completed exactly once or was deleted and never
+ran, and that none started while the guard was paused. Prints the figures; exit status 1 on a failure.
+
+Run from the repo root:  python bench/soak_guard.py [--prompts 300] [--cycles 20] [--poll-s 0.25]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.gpu_guard.guard_drill import GuardDrill  # noqa: E402
+from tests.gpu_guard.soak import run_soak  # noqa: E402
+from tests.harness.probe_file import ProbeFile  # noqa: E402
+from tests.harness.server import ComfyServer  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=300)
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--poll-s", type=float, default=0.25, help="the guard's poll interval")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--delete-share", type=float, default=0.2)
+    args = parser.parse_args(argv)
+    if args.cycles < 1 or args.prompts < args.cycles:
+        parser.error("need at least one cycle and one prompt per cycle")
+
+    with tempfile.TemporaryDirectory(prefix="soak_guard_") as base:
+        probe = ProbeFile(Path(base) / "probe.json")
+        probe.write_ratio(0.10)
+        env = {"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": str(args.poll_s)}
+        server = ComfyServer(Path(base) / "server", name="soak_guard", env=env)
+        print(f"starting ComfyUI (log: {server.log_path}) ...", flush=True)
+        with server:
+            report = run_soak(GuardDrill(server, probe), prompts=args.prompts, cycles=args.cycles,
+                              seed=args.seed, delete_share=args.delete_share)
+    print(f"VRAM guard soak (poll interval {args.poll_s:g} s, seed {args.seed}, pid {os.getpid()})")
+    for line in report.lines():
+        print("  " + line)
+    lat = report.resume_latencies_s
+    if lat:
+        target = args.poll_s + 0.1
+        print(f"  resume latency target  <= poll interval + 100 ms = {target * 1000:.0f} ms: "
+              f"max/target = {max(lat) / target:.2f}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
