@@ -17,7 +17,7 @@ const BUSY_TOAST_GAP_MS = 3000; // one busy notice per burst (a batch gets one 4
 
 const isMine = (clientId) => clientId != null && (clientId === api.clientId || clientId === api.initialClientId);
 
-const view = { status: null, held: [], heldAt: Date.now() };
+const view = { status: null, held: [], heldAt: Date.now(), problem: null };
 const notices = new HoldNotices(isMine);
 let gauge = null;
 let panelContainer = null;
@@ -35,7 +35,7 @@ const settingsSync = new SettingsSync({
 });
 
 function render() {
-  gauge?.update(view.status, view.held);
+  gauge?.update(view.status, view.held, view.problem);
   if (panelContainer?.isConnected) {
     renderHeldPanel(panelContainer, { ...view, elapsedS: (Date.now() - view.heldAt) / 1000, isMine });
   }
@@ -69,8 +69,14 @@ async function poll() {
   const seq = statusSeq;
   try {
     const response = await api.fetchApi("/gpu_guard/status");
-    if (!response.ok) return;
+    if (!response.ok) {
+      view.status = null;
+      view.problem = `GET /gpu_guard/status answered ${response.status}; is the VRAM guard installed? (see the server log)`;
+      render();
+      return;
+    }
     const status = await response.json();
+    view.problem = null;
     if (seq === statusSeq) onStatus(status);
   } catch {
     // the server is away (restarting); the next poll or websocket event brings the gauge back

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.gpu_guard.guard_drill import wait_until
+from tests.gpu_guard.guard_drill import tiny_workflow, wait_until
 from tests.web.comfy_ui import GAUGE
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.slow]
@@ -89,13 +89,22 @@ def test_pause_hold_toast_panel_and_resume_notice(guard_ui, web_guard):
     assert cells[0] == "1" and cells[2] == "this browser", cells
     assert re.fullmatch(r"\d+ s", cells[3]), cells
     assert cells[4] == "unknown" or re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB|TiB)", cells[4]), cells
+
+    # a prompt from another client is listed but brings this browser no notice
+    other = web_guard.client.post_prompt(tiny_workflow(color=7), client_id="another-client")
+    other_row = guard_ui.page.locator(f".vram-guard-panel tr[data-prompt-id='{other}']")
+    other_row.wait_for(timeout=10_000)
+    assert other_row.locator("td").all_inner_texts()[:3] == ["2", other[:8], "another client"]
+    guard_ui.page.wait_for_timeout(500)
+    assert sum("Prompt queued" in t for t in guard_ui.toasts()) == 1, guard_ui.toasts()
     guard_ui.screenshot("held")
 
     web_guard.read_ratio(0.50)
     toast = guard_ui.wait_toast(r"GPU memory available")
     assert "below 75 %" in toast and "1 held prompt will start" in toast, toast
     guard_ui.wait_gauge("running", "50 %")
-    web_guard.client.wait_history(held[0], timeout=60)
+    for prompt_id in (held[0], other):
+        web_guard.client.wait_history(prompt_id, timeout=60)
     guard_ui.screenshot("resumed")
     guard_ui.assert_no_pack_errors()
 

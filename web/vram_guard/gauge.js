@@ -53,8 +53,12 @@ function drawSparkline(doc, spark, status) {
   if (points.length) spark.append(svg(doc, "polyline", { class: "vg-spark-line", points: points.join(" ") }));
 }
 
-function describe(status, held) {
-  if (!status) return { state: "unknown", label: "no data", tip: "VRAM guard: waiting for the server" };
+function describe(status, held, problem) {
+  if (!status) {
+    return problem
+      ? { state: "unavailable", label: "unavailable", tip: `VRAM guard unavailable: ${problem}` }
+      : { state: "unknown", label: "no data", tip: "VRAM guard: waiting for the server" };
+  }
   const { state, reading, thresholds = {}, probe = {} } = status;
   const lines = [`VRAM guard: ${state}`];
   lines.push(reading ? `GPU memory used: ${percent(reading.ratio, 1)}` : "No memory reading");
@@ -83,8 +87,9 @@ export function createGauge(doc, onClick) {
   root.append(name, value, bar, spark, stateLabel);
   if (onClick) root.addEventListener("click", onClick);
 
-  function update(status, held = []) {
-    const info = describe(status, held);
+  // problem: why there is no status (e.g. the guard's routes are missing), or null
+  function update(status, held = [], problem = null) {
+    const info = describe(status, held, problem);
     root.dataset.state = info.state;
     root.title = info.tip;
     stateLabel.textContent = info.label;

@@ -8,17 +8,18 @@ function cell(doc, tag, text, className) {
   return node;
 }
 
-// view: { status, held, elapsedS (seconds since the held list arrived), isMine(clientId) }
+// view: { status, held, elapsedS (seconds since the held list arrived), isMine(clientId),
+//         problem (why there is no status, or null) }
 export function renderHeldPanel(container, view) {
   const doc = container.ownerDocument;
-  const { status, held = [], elapsedS = 0, isMine } = view;
+  const { status, held = [], elapsedS = 0, isMine, problem } = view;
   const root = doc.createElement("div");
   root.className = "vram-guard-panel";
 
   const summary = doc.createElement("p");
   summary.className = "vg-panel-summary";
   if (!status) {
-    summary.textContent = "Waiting for the VRAM guard's status…";
+    summary.textContent = problem ? `VRAM guard unavailable: ${problem}` : "Waiting for the VRAM guard's status…";
   } else {
     const t = status.thresholds ?? {};
     const used = status.reading ? `GPU memory used ${percent(status.reading.ratio, 1)}` : "no memory reading";
