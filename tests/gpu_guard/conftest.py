@@ -12,6 +12,7 @@ import pytest
 from tests.gpu_guard.guard_drill import GuardDrill
 from tests.harness.probe_file import ProbeFile
 from tests.harness.server import ComfyServer
+from tests.harness.weights import place_checkpoint
 
 FAST_POLL_S = "0.05"
 DEFAULT_SETTINGS = dict(pause_at=0.85, resume_at=0.75, max_held=0, retry_after_s=10, hold_timeout_s=0,
@@ -25,20 +26,26 @@ def guard_env(probe: ProbeFile, **extra) -> dict:
     return env
 
 
-def start_guarded_server(base_dir, name: str, env: dict, extra_args=()) -> ComfyServer:
+def start_guarded_server(base_dir, name: str, env: dict, extra_args=(), checkpoint=None) -> ComfyServer:
     if os.environ.get("COMFYUI_URL"):
         pytest.skip("the VRAM guard drills write the probe file of a server they start; "
                     "COMFYUI_URL points at a server this suite does not own")
-    return ComfyServer(base_dir, name=name, env=env, extra_args=tuple(extra_args)).start()
+    server = ComfyServer(base_dir, name=name, env=env, extra_args=tuple(extra_args))
+    server.checkpoint_name = None
+    if checkpoint is not None:
+        server.checkpoint_name = place_checkpoint(checkpoint, server.models_dir).name
+    return server.start()
 
 
 @pytest.fixture(scope="session")
-def guard_server(tmp_path_factory):
-    """One ComfyUI for the guard drills (started once; the tests reset the guard between them)."""
+def guard_server(tmp_path_factory, synthetic_checkpoint):
+    """One ComfyUI for the guard drills (started once; the tests reset the guard between them).
+    DEBUG logging shows ComfyUI unloading models; a synthetic DDColor checkpoint gives it one to load."""
     base = tmp_path_factory.mktemp("guard_comfy")
     probe = ProbeFile(base / "probe.json")
     probe.write_ratio(0.10)
-    server = start_guarded_server(base / "server", "gpu_guard", guard_env(probe))
+    server = start_guarded_server(base / "server", "gpu_guard", guard_env(probe),
+                                  extra_args=("--verbose", "DEBUG"), checkpoint=synthetic_checkpoint)
     yield GuardDrill(server, probe)
     server.stop()
 

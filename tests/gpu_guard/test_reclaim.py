@@ -1,0 +1,55 @@
+"""Held and idle with a model loaded: the guard asks ComfyUI once to release it, then measures again."""
+import pytest
+
+from tests.gpu_guard.guard_drill import tiny_workflow, wait_until
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+
+UNLOAD_LINE = "Unloading PatchableDDColor"  # ComfyUI's DEBUG line when it unloads our model
+
+
+def ddcolor_workflow(checkpoint_name):
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 48, "height": 32, "batch_size": 1, "color": 0x808080}},
+        "2": {"class_type": "DDColorModelLoader",
+              "inputs": {"ckpt_name": checkpoint_name, "precision": "fp32", "device": "cpu"}},
+        "3": {"class_type": "DDColorColorize",
+              "inputs": {"model": ["2", 0], "image": ["1", 0], "preset": "custom", "size": 64,
+                         "keep_aspect": False, "ab_upsample": "nearest", "clamp_ab": False, "strength": 1.0}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+
+
+def free_requests(drill):
+    return drill.status()["adapter"]["free_requests"]
+
+
+def test_release_is_asked_once_per_hold_episode_and_the_guard_resumes_when_memory_drops(drill):
+    server = drill.client
+    if not server.checkpoint_name:
+        pytest.skip("no synthetic DDColor checkpoint could be made, so no model can be loaded")
+    loaded = server.post_prompt(ddcolor_workflow(server.checkpoint_name))
+    assert server.wait_history(loaded, timeout=120)["status"]["status_str"] == "success"
+    asked_before = free_requests(drill)
+    log_from = len(server.log_text())
+
+    drill.pause()
+    held = server.post_prompt(tiny_workflow(7000))
+    wait_until(lambda: free_requests(drill) == asked_before + 1, what="the guard to ask ComfyUI to free memory")
+    server.wait_for_log(UNLOAD_LINE, timeout=20, since=log_from)
+    assert server.log_text()[log_from:].count("asked ComfyUI to release its models") == 1
+    drill.read_ratio(0.95)  # a few more polls and hook rounds in the same episode ...
+    drill.read_ratio(0.90)
+    assert free_requests(drill) == asked_before + 1, "... ask only once per hold episode"
+    assert server.history(held) is None
+
+    status = drill.read_ratio(0.50)  # the probe shows the memory freed: the guard resumes
+    assert status["state"] == "running"
+    assert server.wait_history(held, timeout=30)["status"]["status_str"] == "success"
+
+    # a new episode with nothing loaded any more: nothing to ask for
+    drill.pause()
+    again = server.post_prompt(tiny_workflow(7001))
+    wait_until(lambda: drill.held_ids() == [again], what="the next prompt to be held")
+    drill.read_ratio(0.95)
+    assert free_requests(drill) == asked_before + 1
