@@ -4,7 +4,7 @@ Each server gets its own folders (input, output, temp, user, models/ddcolor, cus
 base directory; the pack is installed as a symlink named `comfyui-ddcolor-vram-guard` in that
 custom_nodes folder, which an extra_model_paths.yaml hands to ComfyUI together with the ddcolor models
 folder. The log goes to a file kept as a test artefact. GPU_GUARD_* variables of the calling shell are
-not passed on, so that a server's guard settings are exactly the `env` it was given.
+not passed on (unless inherit_guard_env), so that a test server's guard settings are exactly its `env`.
 """
 from __future__ import annotations
 
@@ -90,7 +90,9 @@ class ComfyServer(ComfyClient):
 
     def __init__(self, base_dir: str | Path, *, name: str = "comfyui", env: dict[str, str] | None = None,
                  extra_args: tuple[str, ...] = (), pack_root: str | Path = REPO_ROOT,
-                 startup_timeout: float = 180.0, python: str | None = None):
+                 startup_timeout: float = 180.0, python: str | None = None,
+                 log_path: str | Path | None = None, inherit_guard_env: bool = False,
+                 port: int | None = None):
         super().__init__("http://127.0.0.1:0")
         self.name = name
         self.folders = ServerFolders(Path(base_dir))
@@ -99,8 +101,10 @@ class ComfyServer(ComfyClient):
         self.pack_root = Path(pack_root)
         self.startup_timeout = float(os.environ.get("COMFYUI_START_TIMEOUT") or startup_timeout)
         self.python = python or os.environ.get("COMFYUI_PYTHON") or sys.executable
-        self.log_path = artifact_dir("comfyui") / f"{name}.log"
+        self.log_path = Path(log_path) if log_path else artifact_dir("comfyui") / f"{name}.log"
+        self.inherit_guard_env = inherit_guard_env
         self.process: subprocess.Popen | None = None
+        self.requested_port = port  # None: a free loopback port, picked at each start
         self.port: int | None = None
         self.comfyui_dir: Path | None = None
         self._log_handle = None
@@ -121,15 +125,16 @@ class ComfyServer(ComfyClient):
             return self
         self.comfyui_dir = ensure_comfyui()
         self.folders.create(self.pack_root)
-        for attempt in range(3):
-            self._spawn(free_port())
+        attempts = 1 if self.requested_port else 3
+        for attempt in range(attempts):
+            self._spawn(self.requested_port or free_port())
             try:
                 self._wait_ready()
                 break
             except ComfyStartError as error:
                 self.stop()
                 # Another process may take the port between free_port() and ComfyUI's bind.
-                if "address already in use" not in str(error).lower() or attempt == 2:
+                if "address already in use" not in str(error).lower() or attempt == attempts - 1:
                     raise
         self.check_pack_imported()
         return self
@@ -147,7 +152,8 @@ class ComfyServer(ComfyClient):
         ]
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GPU_GUARD_")}
+        env = {k: v for k, v in os.environ.items()
+               if self.inherit_guard_env or not k.startswith("GPU_GUARD_")}
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.env)
         return env

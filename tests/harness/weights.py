@@ -34,7 +34,7 @@ def _synth_command(variant: str, out: Path, source: str) -> list[str]:
     if source == "kit" and kit is not None:
         return [sys.executable, str(kit / "make_weights.py"), variant, str(out)]
     if (REPO_ROOT / "ddcolor_model" / "__main__.py").is_file():
-        return [sys.executable, "-m", "ddcolor_model", "synth", "--variant", variant, str(out)]
+        return [sys.executable, "-m", "ddcolor_model", "synth", variant, str(out)]
     if kit is not None:
         return [sys.executable, str(kit / "make_weights.py"), variant, str(out)]
     raise WeightsError("no way to make synthetic DDColor weights: neither the parity kit "
