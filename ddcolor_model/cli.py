@@ -100,7 +100,7 @@ def run_colorize(args):
         try:
             image = torch.from_numpy(read_image(path))[None].to(device)
         except ImageReadError as exc:
-            bar.write(f"error: {exc}")
+            bar.write(f"error: {exc}", file=sys.stderr)
             failures += 1
             continue
         result = colorize(model, image, size, options)[0].float().cpu().numpy()

@@ -24,5 +24,7 @@ class _PlainProgress:
         sys.stderr.write(f"\r{self.description}: {total}/{total}\n")
         sys.stderr.flush()
 
-    def write(self, message):
-        sys.stderr.write("\n" + message + "\n")
+    def write(self, message, file=None):
+        """Same signature as tqdm.write: a message line that does not break the progress line."""
+        file = file or sys.stderr
+        file.write("\n" + message + "\n")
