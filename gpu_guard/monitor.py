@@ -21,6 +21,7 @@ PAUSED = "paused"
 
 HISTORY_S = 600.0  # the sparkline covers the last ten minutes
 HISTORY_POINTS = 1200  # bound on memory whatever the poll interval
+HISTORY_SPACING_S = HISTORY_S / HISTORY_POINTS  # faster readings share a point: the highest is kept
 TRANSITIONS_KEPT = 50
 
 
@@ -77,7 +78,11 @@ class Monitor:
             log.warning("VRAM guard sensor recovered after %d failed polls", self.consecutive_failures)
         self.reading, self.error, self.consecutive_failures = reading, None, 0
         ratio = reading.ratio
-        self.history.append((reading.at, round(ratio, 4)))
+        point = round(ratio, 4)
+        if self.history and reading.at - self.history[-1][0] < HISTORY_SPACING_S:
+            self.history[-1] = (self.history[-1][0], max(self.history[-1][1], point))
+        else:
+            self.history.append((reading.at, point))
         while self.history and self.history[0][0] < reading.at - HISTORY_S:
             self.history.popleft()
         if self.state == RUNNING and ratio >= self.pause_at:

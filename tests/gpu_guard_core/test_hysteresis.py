@@ -1,6 +1,9 @@
 """Boundaries and flapping of the hysteresis monitor, driven through the guard and the file probe."""
 import logging
 
+from gpu_guard.monitor import Monitor
+from gpu_guard.probes import Reading
+
 
 
 def test_boundaries_085_pauses_075_stays_paused_0749_resumes(make_guard, probe_file, at_ratio):
@@ -61,3 +64,14 @@ def test_history_keeps_the_last_ten_minutes(make_guard, probe_file, clock, at_ra
     assert history[-1][0] - history[0][0] <= 600
     assert len(history) >= 590
     assert history[-1][1] == 0.3
+
+
+def test_fast_polling_still_covers_ten_minutes_and_keeps_peaks():
+    monitor = Monitor()
+    for i in range(12_000):  # ten minutes at 20 readings a second
+        used = 50 if i != 6000 else 80
+        monitor.observe(Reading(used, 100, 0, 1000.0 + i * 0.05))
+    history = list(monitor.history)
+    assert len(history) <= 1200
+    assert history[-1][0] - history[0][0] >= 590
+    assert max(ratio for _, ratio in history) == 0.8  # a one-reading spike is not averaged away
