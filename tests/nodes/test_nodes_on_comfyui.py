@@ -129,18 +129,45 @@ def wait_status(comfy, predicate, timeout=30.0):
         time.sleep(0.25)
 
 
-def test_free_releases_the_model(comfy, checkpoint_name):
-    workflow = with_image(as_shipped(comfy, api_workflow("person"), checkpoint_name), "sample_astronaut.png",
+def nodes_only_pack(folder):
+    """A pack folder with the DDColor nodes and without the VRAM guard (whose queue hook changes when
+    the worker sees /free; see the idle test below)."""
+    folder.mkdir()
+    for part in ("nodes", "ddcolor_model", "assets", "workflows"):
+        (folder / part).symlink_to(REPO_ROOT / part, target_is_directory=True)
+    (folder / "__init__.py").write_text("from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS\n")
+    return folder
+
+
+def free_and_check(server, checkpoint_name, idle_s=0.0, timeout=5.0):
+    workflow = with_image(as_shipped(server, api_workflow("person"), checkpoint_name), "sample_astronaut.png",
                           preset="custom", size=64)
-    assert run(comfy, workflow)["status"]["status_str"] == "success"
-    loaded = models_status(comfy)
-    assert loaded["loaded_count"] >= 1 and loaded["alive_count"] >= 1, loaded
+    assert run(server, workflow)["status"]["status_str"] == "success"
+    time.sleep(idle_s)
+    loaded = models_status(server)
+    assert loaded["loaded_count"] == 1 and loaded["alive_count"] >= 1, loaded
     assert loaded["loaded"][0]["variant"] == "tiny" and loaded["loaded"][0]["dtype"] == "fp32"
 
-    comfy.free(unload_models=True, free_memory=True)
-    status = wait_status(comfy, lambda s: s["loaded_count"] == 0 and s["alive_count"] == 0)
+    server.free(unload_models=True, free_memory=True)
+    status = wait_status(server, lambda s: s["loaded_count"] == 0 and s["alive_count"] == 0, timeout)
     assert status["loaded_count"] == 0, f"still in ComfyUI's loaded models after POST /free: {status}"
     assert status["alive_count"] == 0, f"still referenced after POST /free: {status}"
+
+
+def test_free_releases_the_model(comfy_factory, tmp_path):
+    server = comfy_factory(pack_root=nodes_only_pack(tmp_path / "pack"))
+    free_and_check(server, server.checkpoint_name)
+
+
+IDLE_AFTER_PROMPT_S = 11  # ComfyUI's worker collects garbage up to 10 s after a prompt, then idles
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "gpu_guard/comfy/queue_hook.py: the guarded queue.get keeps waiting while the queue is empty and "
+    "ignores the wake-up that POST /free sends, so an idle worker handles /free only when its "
+    "1000 s wait ends; ComfyUI's own get returns at once. Remove this mark when the hook returns on wake-up."))
+def test_free_releases_the_model_when_the_server_is_idle(comfy, checkpoint_name):
+    free_and_check(comfy, checkpoint_name, idle_s=IDLE_AFTER_PROMPT_S)
 
 
 # ------------------------------------------------------------------ bad input
