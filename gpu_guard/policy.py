@@ -91,8 +91,7 @@ class Policy:
     def sync(self, entries: Sequence[QueueEntry], now: float) -> tuple:
         """Make the held set the pending entries (the gate is closed). Returns (changed, left, joined)."""
         previous = self.held
-        if len(entries) == len(previous) and all(e.prompt_id in previous for e in entries) \
-                and [e.prompt_id for e in entries] == list(previous):
+        if [e.prompt_id for e in entries] == list(previous):
             return False, [], []  # the usual wake-up: nothing moved
         self.held = {}
         joined = []
@@ -103,8 +102,7 @@ class Policy:
                 joined.append(held)
             self.held[e.prompt_id] = held
         left = [h for pid, h in previous.items() if pid not in self.held]
-        changed = list(previous) != list(self.held)
-        return changed, left, joined
+        return True, left, joined
 
     def release_all(self) -> list:
         released, self.held = list(self.held.values()), {}
