@@ -150,7 +150,7 @@ def test_settings_round_trip_to_the_guard_config(guard_ui, web_guard):
     guard_ui.assert_no_pack_errors(expected_http=((400, "/gpu_guard/config"),))
 
 
-def test_pinned_setting_is_read_only_in_the_dialog(guard_ui, web_guard):
+def test_settings_dialog_edits_the_guard_and_shows_pinned_settings_read_only(guard_ui, web_guard):
     assert "poll_s" in web_guard.config()["pinned"]
     guard_ui.run_command("Comfy.ShowSettingsDialog")
     dialog = guard_ui.page.locator(".p-dialog").last
@@ -162,6 +162,14 @@ def test_pinned_setting_is_read_only_in_the_dialog(guard_ui, web_guard):
     assert poll_input.is_disabled()
     pause_input = dialog.locator("[id='VRAMGuard.PauseAt'] input").first
     assert pause_input.is_enabled()
+    # typed into the dialog like a person does: the guard takes the new threshold
+    pause_input.click()
+    pause_input.press("Control+a")
+    guard_ui.page.keyboard.type("88")
+    pause_input.press("Tab")
+    wait_until(lambda: web_guard.config()["pause_at"] == 0.88, 10, what="pause_at 0.88 on the server")
+    labels = dialog.locator("[id^='VRAMGuard.']").evaluate_all("els => els.map(e => e.id)")
+    assert labels.index("VRAMGuard.PauseAt") < labels.index("VRAMGuard.ResumeAt") < labels.index("VRAMGuard.PollSeconds")
     guard_ui.screenshot("settings-dialog")
     guard_ui.assert_no_pack_errors()
 

@@ -13,9 +13,6 @@ export const GUARD_SETTINGS = [
   { key: "resume_at", id: "VRAMGuard.ResumeAt", group: "Thresholds", name: "Resume below (% GPU memory used)",
     type: "number", percent: true, defaultValue: 75, attrs: { min: 1, max: 100, step: 0.5, maxFractionDigits: 1 },
     tooltip: "Held prompts start once memory use drops below this. Must be lower than the pause threshold." },
-  { key: "poll_s", id: "VRAMGuard.PollSeconds", group: "Sensor", name: "Poll interval (seconds)",
-    type: "number", defaultValue: 1, attrs: { min: 0.1, max: 60, step: 0.1, maxFractionDigits: 2 },
-    tooltip: "How often the guard reads GPU memory." },
   { key: "max_held", id: "VRAMGuard.MaxHeld", group: "Hold queue", name: "Maximum held prompts (0 = no limit)",
     type: "number", defaultValue: 0, attrs: { min: 0, step: 1 },
     tooltip: "While paused with this many prompts held, new prompts are refused (HTTP 429) instead of queued." },
@@ -29,6 +26,9 @@ export const GUARD_SETTINGS = [
   { key: "fast_lane", id: "VRAMGuard.FastLane", group: "Hold queue", name: "Fast lane for prompts that fit",
     type: "boolean", defaultValue: true,
     tooltip: "While paused, let a prompt run when its estimated memory fits in what is free now." },
+  { key: "poll_s", id: "VRAMGuard.PollSeconds", group: "Sensor", name: "Poll interval (seconds)",
+    type: "number", defaultValue: 1, attrs: { min: 0.1, max: 60, step: 0.1, maxFractionDigits: 2 },
+    tooltip: "How often the guard reads GPU memory." },
 ];
 
 export function envName(key) {
@@ -53,8 +53,9 @@ export class SettingsSync {
     this.server = null; // the last config the server answered
     this.pending = new Map(); // key -> timer of a change not yet POSTed
     this.applying = false; // true while the dialog is being set to the server's values
-    this.params = GUARD_SETTINGS.map((def) => ({
+    this.params = GUARD_SETTINGS.map((def, i) => ({
       id: def.id,
+      sortOrder: GUARD_SETTINGS.length - i, // the dialog lists higher first: keep this file's order
       name: def.name,
       category: [CATEGORY, def.group, def.name],
       type: def.type,
