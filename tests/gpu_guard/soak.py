@@ -29,6 +29,8 @@ class SoakReport:
     ran_while_paused: list = field(default_factory=list)
     max_held: int = 0
     resume_latencies_s: list = field(default_factory=list)  # low reading written -> first prompt starts
+    detect_latencies_s: list = field(default_factory=list)  # low reading written -> guard resumes
+    dispatch_latencies_s: list = field(default_factory=list)  # guard resumes -> first held prompt starts
     seconds: float = 0.0
     hook_errors: int = 0
 
@@ -37,9 +39,6 @@ class SoakReport:
         return not (self.ran_twice or self.lost or self.errors or self.ran_while_paused)
 
     def lines(self) -> list:
-        lat = sorted(self.resume_latencies_s)
-        latency = (f"median {statistics.median(lat) * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms over {len(lat)} resumes"
-                   if lat else "not measured")
         return [
             f"prompts submitted      {self.prompts} over {self.cycles} pause/resume cycles in {self.seconds:.1f} s",
             f"completed (ran once)   {self.completed}",
@@ -49,10 +48,19 @@ class SoakReport:
             f"ended as error         {len(self.errors)}",
             f"started while paused   {len(self.ran_while_paused)}",
             f"largest held set       {self.max_held}",
-            f"resume latency         {latency}",
+            f"resume latency         {_spread(self.resume_latencies_s)} (low reading written -> first prompt starts)",
+            f"  of which detection   {_spread(self.detect_latencies_s)} (-> the guard's resume transition)",
+            f"  of which dispatch    {_spread(self.dispatch_latencies_s)} (transition -> first prompt starts)",
             f"queue hook errors      {self.hook_errors}",
             "RESULT                 " + ("PASS" if self.ok else "FAIL"),
         ]
+
+
+def _spread(values) -> str:
+    if not values:
+        return "not measured"
+    return (f"median {statistics.median(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms "
+            f"over {len(values)} resumes")
 
 
 def run_soak(drill: GuardDrill, prompts: int, cycles: int, seed: int = 0, delete_share: float = 0.2,
@@ -89,13 +97,15 @@ def run_soak(drill: GuardDrill, prompts: int, cycles: int, seed: int = 0, delete
                 delete_requested.update(doomed)
 
             mark = events.mark()
-            low_written = time.monotonic()
+            low_written, low_written_wall = time.monotonic(), time.time()
             drill.probe.write_ratio(0.10)
-            paused_windows.append((paused_from, time.time()))
+            paused_windows.append((paused_from, low_written_wall))
+            resumed = drill.wait_state("running")["transitions"][-1]["at"]
             if len(held) > len(doomed):
                 first = events.wait_for("execution_start", timeout=60, since=mark)
                 report.resume_latencies_s.append(first.at - low_written)
-            drill.wait_state("running")
+                report.detect_latencies_s.append(resumed - low_written_wall)
+                report.dispatch_latencies_s.append(first.data["timestamp"] / 1000 - resumed)
 
             for _ in range(while_running):
                 color += 1
