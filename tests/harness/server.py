@@ -9,9 +9,11 @@ not passed on (unless inherit_guard_env), so that a test server's guard settings
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -29,11 +31,22 @@ PACK_NAME = "comfyui-ddcolor-vram-guard"
 # Settings seeded into a fresh user folder: no first-run template dialog over the graph.
 DEFAULT_USER_SETTINGS = '{"Comfy.TutorialCompleted": true}\n'
 
+PR_SET_PDEATHSIG = 1  # prctl option, linux/prctl.h
+
 _running: set["ComfyServer"] = set()
 
 
 class ComfyStartError(RuntimeError):
     """ComfyUI did not come up, or came up without the pack; the message carries the log tail."""
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: Linux sends it SIGTERM when the thread that started it ends,
+    so a test run killed from outside (where atexit does not run) leaves no ComfyUI behind."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux/glibc: atexit still stops servers on a normal exit
 
 
 def free_port() -> int:
@@ -169,6 +182,7 @@ class ComfyServer(ComfyClient):
         self.process = subprocess.Popen(
             command, cwd=self.comfyui_dir, env=self._environment(),
             stdin=subprocess.DEVNULL, stdout=self._log_handle, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         _running.add(self)
 
