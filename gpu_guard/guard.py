@@ -224,7 +224,7 @@ class Guard:
                 "thresholds": {"pause_at": self.config.pause_at, "resume_at": self.config.resume_at},
                 "held": self._policy.held_list(self._monotonic()),
                 "transitions": [t.as_dict() for t in m.transitions],
-                "history": [list(point) for point in m.history],
+                "history": m.history(),
                 "config": self.config_view(),
             }
 

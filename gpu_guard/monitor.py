@@ -51,7 +51,9 @@ class Monitor:
         self.error_count = 0
         self.consecutive_failures = 0
         self.transitions: deque = deque(maxlen=TRANSITIONS_KEPT)
-        self.history: deque = deque(maxlen=HISTORY_POINTS)
+        self._history: deque = deque(maxlen=HISTORY_POINTS)  # closed points: (start time, highest ratio)
+        self._open_point: Optional[tuple] = None  # the point still collecting readings
+        self._latest_point: Optional[tuple] = None
         self.configure(pause_at, resume_at, sensor_failures, sensor_policy)
 
     def configure(self, pause_at: float, resume_at: float, sensor_failures: int, sensor_policy: str,
@@ -78,13 +80,7 @@ class Monitor:
             log.warning("VRAM guard sensor recovered after %d failed polls", self.consecutive_failures)
         self.reading, self.error, self.consecutive_failures = reading, None, 0
         ratio = reading.ratio
-        point = round(ratio, 4)
-        if self.history and reading.at - self.history[-1][0] < HISTORY_SPACING_S:
-            self.history[-1] = (self.history[-1][0], max(self.history[-1][1], point))
-        else:
-            self.history.append((reading.at, point))
-        while self.history and self.history[0][0] < reading.at - HISTORY_S:
-            self.history.popleft()
+        self._record(reading.at, round(ratio, 4))
         if self.state == RUNNING and ratio >= self.pause_at:
             return self._move(PAUSED, reading.at, ratio, f"ratio {_percent(ratio)} >= pause_at "
                               f"{_percent(self.pause_at)}")
@@ -92,6 +88,28 @@ class Monitor:
             return self._move(RUNNING, reading.at, ratio, f"ratio {_percent(ratio)} < resume_at "
                               f"{_percent(self.resume_at)}")
         return None
+
+    def _record(self, at: float, ratio: float) -> None:
+        opened = self._open_point
+        if opened and at - opened[0] < HISTORY_SPACING_S:
+            self._open_point = (opened[0], max(opened[1], ratio))
+        else:
+            if opened:
+                self._history.append(opened)
+            self._open_point = (at, ratio)
+        self._latest_point = (at, ratio)
+        while self._history and self._history[0][0] < at - HISTORY_S:
+            self._history.popleft()
+
+    def history(self) -> list:
+        """[[time, ratio], ...] for the sparkline: one point per half second at most (the highest
+        reading in it, so short spikes stay visible), ending with the latest reading."""
+        points = [list(p) for p in self._history]
+        if self._open_point:
+            points.append(list(self._open_point))
+            if self._latest_point != self._open_point:
+                points.append(list(self._latest_point))
+        return points
 
     def observe_failure(self, error: str, at: float) -> Optional[Transition]:
         """A failed reading: count it; after sensor_failures in a row the sensor policy decides."""

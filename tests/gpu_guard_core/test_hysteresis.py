@@ -71,7 +71,16 @@ def test_fast_polling_still_covers_ten_minutes_and_keeps_peaks():
     for i in range(12_000):  # ten minutes at 20 readings a second
         used = 50 if i != 6000 else 80
         monitor.observe(Reading(used, 100, 0, 1000.0 + i * 0.05))
-    history = list(monitor.history)
-    assert len(history) <= 1200
+    history = monitor.history()
+    assert len(history) <= 1202
     assert history[-1][0] - history[0][0] >= 590
     assert max(ratio for _, ratio in history) == 0.8  # a one-reading spike is not averaged away
+
+
+def test_history_ends_with_the_latest_reading_even_after_a_higher_one():
+    monitor = Monitor()
+    monitor.observe(Reading(90, 100, 0, 1000.0))
+    monitor.observe(Reading(42, 100, 0, 1000.1))  # the same half second
+    assert monitor.history() == [[1000.0, 0.9], [1000.1, 0.42]]
+    monitor.observe(Reading(50, 100, 0, 1000.6))
+    assert monitor.history() == [[1000.0, 0.9], [1000.6, 0.5]]
