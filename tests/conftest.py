@@ -117,7 +117,7 @@ def comfy_factory(request, tmp_path_factory, synthetic_checkpoint):
     counter = itertools.count(1)
 
     def make(name=None, env=None, probe=True, checkpoint=True, extra_args=(), pack_root=None, start=True):
-        name = name or f"{request.node.name}-{next(counter)}"
+        name = name or f"{request.node.module.__name__.rsplit('.', 1)[-1]}-{request.node.name}-{next(counter)}"
         server = build_server(tmp_path_factory.mktemp("comfy"), name=name, env=env, probe=probe,
                               checkpoint=synthetic_checkpoint if checkpoint else None,
                               extra_args=tuple(extra_args), pack_root=pack_root)

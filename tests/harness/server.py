@@ -22,11 +22,10 @@ from pathlib import Path
 
 import requests
 
-from .artifacts import artifact_dir
+from .artifacts import REPO_ROOT, artifact_dir
 from .client import ComfyClient
 from .comfyui_install import ensure_comfyui
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # the pack
 PACK_NAME = "comfyui-ddcolor-vram-guard"
 # Settings seeded into a fresh user folder: no first-run template dialog over the graph.
 DEFAULT_USER_SETTINGS = '{"Comfy.TutorialCompleted": true}\n'
@@ -121,6 +120,7 @@ class ComfyServer(ComfyClient):
         self.port: int | None = None
         self.comfyui_dir: Path | None = None
         self._log_handle = None
+        self._spawns = 0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -175,7 +175,9 @@ class ComfyServer(ComfyClient):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_handle = open(self.log_path, "wb")
+        # A restart appends, so that the log shows the server's whole life.
+        self._log_handle = open(self.log_path, "ab" if self._spawns else "wb")
+        self._spawns += 1
         command = self._command(port)
         self._log_handle.write(("$ " + " ".join(command) + "\n").encode())
         self._log_handle.flush()

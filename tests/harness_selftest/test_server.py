@@ -97,7 +97,7 @@ def _environ_of(pid: int) -> dict:
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
-def test_factory_server_has_its_own_env_and_stops_by_pid(comfy_factory, monkeypatch):
+def test_factory_server_has_its_own_env_restarts_and_stops_by_pid(comfy_factory, monkeypatch):
     monkeypatch.setenv("GPU_GUARD_PAUSE_AT", "0.5")  # from the caller's shell: must not leak in
     server = comfy_factory(name="selftest-env", env={"HARNESS_SELFTEST": "yes"}, checkpoint=False)
     environ = _environ_of(server.pid)
@@ -106,6 +106,11 @@ def test_factory_server_has_its_own_env_and_stops_by_pid(comfy_factory, monkeypa
     assert "GPU_GUARD_PAUSE_AT" not in environ
     assert server.probe.path.read_text() == '{"used_bytes": 1000000000, "total_bytes": 10000000000}'
     assert list(server.models_dir.iterdir()) == []
+    first_pid = server.pid
+    server.restart(env={**server.env, "HARNESS_SELFTEST": "again"})
+    assert server.pid != first_pid and not Path(f"/proc/{first_pid}/cmdline").exists()
+    assert _environ_of(server.pid)["HARNESS_SELFTEST"] == "again"
+    assert server.log_text().count("\n$ ") + server.log_text().startswith("$ ") == 2, "restart appends to the log"
     pid, url = server.pid, server.url
     assert server.stop() is not None
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
