@@ -21,7 +21,8 @@ const view = { status: null, held: [], heldAt: Date.now(), problem: null };
 const notices = new HoldNotices(isMine);
 let gauge = null;
 let panelContainer = null;
-let toast = () => {};
+// the extension manager appears during the app's start-up: look it up when a notice is shown
+const toast = (...args) => makeToaster(app.extensionManager?.toast)(...args);
 let lastBusyToast = 0;
 let statusSeq = 0; // bumps on every websocket status so an older poll answer cannot overwrite it
 
@@ -61,7 +62,8 @@ function onStatus(status) {
     view.heldAt = Date.now();
   }
   showAll(notices.status(status));
-  if (status.config) settingsSync.apply({ ...status.config, pinned: settingsSync.server?.pinned ?? status.config.pinned });
+  // after setup's load only: before it the settings are not registered yet
+  if (status.config && settingsSync.server) settingsSync.apply(status.config);
   render();
 }
 
@@ -108,6 +110,17 @@ function mountGauge() {
   }
 }
 
+// Listening from the moment the module loads: the websocket opens before the extensions' setup, and
+// the frontend warns about event types that nobody listens to.
+api.addEventListener("gpu_guard.status", (event) => {
+  statusSeq += 1;
+  onStatus(event.detail);
+});
+api.addEventListener("gpu_guard.held", (event) => onHeld(event.detail?.held));
+api.addEventListener("gpu_guard.alert", (event) => showAll([alertNotice(event.detail)]));
+// after a reconnect the events missed while away are not replayed: ask for the state at once
+api.addEventListener("reconnected", () => void poll());
+
 app.registerExtension({
   name: "ddcolor_vram_guard.vram_guard",
   settings: settingsSync.params,
@@ -129,18 +142,9 @@ app.registerExtension({
     { id: "VRAMGuard.ShowHeldPrompts", label: "Show VRAM guard held prompts", icon: "pi pi-server", function: togglePanel },
   ],
   async setup() {
-    toast = makeToaster(app.extensionManager.toast);
     installStyles(document);
     mountGauge();
     wrapQueuePrompt(api, onBusy);
-    api.addEventListener("gpu_guard.status", (event) => {
-      statusSeq += 1;
-      onStatus(event.detail);
-    });
-    api.addEventListener("gpu_guard.held", (event) => onHeld(event.detail?.held));
-    api.addEventListener("gpu_guard.alert", (event) => showAll([alertNotice(event.detail)]));
-    // after a reconnect the events missed while away are not replayed: ask for the state at once
-    api.addEventListener("reconnected", () => void poll());
     setInterval(() => void poll(), POLL_MS);
     // the panel's waiting times tick between updates
     setInterval(() => panelContainer?.isConnected && render(), 1000);
