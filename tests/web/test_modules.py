@@ -182,3 +182,17 @@ def test_missing_guard_is_explained_on_the_gauge_and_in_the_panel(js):
     assert result["state"] == "unavailable" and result["label"] == "unavailable"
     assert "answered 404" in result["title"] and "answered 404" in result["panel"]
     assert result["waiting"] == "unknown"
+
+
+def test_gauge_off_state_says_why(js):
+    result = js("""
+        const g = m.gauge.createGauge(document, null);
+        g.update({state: 'off', reading: null, thresholds: {pause_at: 0.85, resume_at: 0.75},
+                  probe: {name: 'off', ok: true, note: 'no GPU found: the guard is off'}, history: [], transitions: []}, []);
+        return {state: g.element.dataset.state, label: g.element.querySelector('.vg-state').textContent,
+                value: g.element.querySelector('.vg-value').textContent,
+                title: g.element.title, aria: g.element.getAttribute('aria-label')};
+    """)
+    assert result["state"] == "off" and result["label"] == "off" and result["value"] == "–"
+    assert "no GPU found: the guard is off" in result["title"] and "No memory reading" in result["title"]
+    assert result["aria"].startswith("VRAM guard: off. No memory reading")

@@ -63,6 +63,7 @@ function describe(status, held, problem) {
   const lines = [`VRAM guard: ${state}`];
   lines.push(reading ? `GPU memory used: ${percent(reading.ratio, 1)}` : "No memory reading");
   if (probe.ok === false) lines.push(`Sensor failing: ${probe.error ?? "no reading"}`);
+  if (probe.note) lines.push(probe.note); // e.g. why the guard is off on this host
   lines.push(`Pauses at ${percent(thresholds.pause_at)}, resumes below ${percent(thresholds.resume_at)}`);
   lines.push(`${count(held.length, "prompt")} held. Click for details.`);
   let label = state === "paused" ? `paused · ${held.length} held` : state;
@@ -92,6 +93,7 @@ export function createGauge(doc, onClick) {
     const info = describe(status, held, problem);
     root.dataset.state = info.state;
     root.title = info.tip;
+    root.setAttribute("aria-label", info.tip.replace(/\n/g, ". "));
     stateLabel.textContent = info.label;
     const ratio = status?.reading?.ratio;
     value.textContent = percent(ratio);
