@@ -19,6 +19,8 @@ from . import queue_ops
 
 _log = logging.getLogger("gpu_guard.comfy")
 
+PAUSED = "paused"  # the guard state in which prompts are held
+
 # While holding, how long one `get` waits before handing control back to ComfyUI's worker loop
 HOLD_WAIT_S = 0.25
 
@@ -38,6 +40,7 @@ class QueueHook:
         self.hold_wait_s = hold_wait_s
         self.original_get = queue.get
         self.original_queue_updated = None
+        self.pending = queue_ops.PendingView()
         self.errors = 0
         self.free_requests = 0
         self.failed_prompts = 0
@@ -76,7 +79,7 @@ class QueueHook:
         # the one place that sees every change of the pending set.
         try:
             with self.queue.mutex:
-                self.guard.note_pending([queue_ops.entry_of(i) for i in queue_ops.pending_items(self.queue)])
+                self.guard.note_pending(queue_ops.LazyPending(list(self.queue.queue), self.pending))
         except Exception:  # noqa: BLE001 - never break ComfyUI's queue
             self._count("errors")
             _log.exception("VRAM guard: could not track the pending prompts")
@@ -111,8 +114,13 @@ class QueueHook:
 
     def _admit_one(self):
         """Under the mutex: pop the first prompt the guard lets run, failing timed-out ones."""
-        items = queue_ops.pending_items(self.queue)
-        entries = [queue_ops.entry_of(item) for item in items]
+        if self.guard.state != PAUSED:
+            # the common case: the heap's top is ComfyUI's next prompt; no need to list the queue
+            first = self.queue.queue[0]
+            verdict = self.guard.decide(self.pending.entry(first))
+            if verdict.kind == RUN:
+                return queue_ops.pop_item(self.queue, first, self.original_get)
+        items, entries = self.pending.snapshot(self.queue)
         self.guard.note_pending(entries)
         for item, entry in zip(items, entries):
             verdict = self.guard.decide(entry)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import heapq
 import time
 from collections import namedtuple
+from collections.abc import Sequence
+from operator import itemgetter
 
 from ..guard import QueueEntry
 
@@ -24,15 +26,68 @@ _FallbackStatus = namedtuple("ExecutionStatus", ["status_str", "completed", "mes
 HOLD_TIMEOUT_EXCEPTION = "gpu_guard.HoldTimeout"
 
 
+_priority = itemgetter(0, 1)  # (number, prompt id): ComfyUI's heap order, without comparing graphs
+
+
 def pending_items(queue) -> list:
-    """The queued items in ComfyUI's priority order (number, then prompt id; never compares graphs)."""
-    return sorted(queue.queue, key=lambda item: (item[0], item[1]))
+    """The queued items in ComfyUI's priority order."""
+    return sorted(queue.queue, key=_priority)
 
 
 def entry_of(item) -> QueueEntry:
     extra_data = item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
     return QueueEntry(prompt_id=item[1], number=item[0], prompt=item[2],
                       client_id=extra_data.get("client_id"))
+
+
+class PendingView:
+    """The pending items in priority order with their QueueEntry; an item's entry is made once
+    (queue items are immutable tuples), so listing a long queue at every change stays cheap."""
+
+    def __init__(self):
+        self._entries = {}  # prompt id -> (item, entry)
+
+    def entry(self, item) -> QueueEntry:
+        cached = self._entries.get(item[1])
+        if cached is None or cached[0] is not item:
+            cached = self._entries[item[1]] = (item, entry_of(item))
+        return cached[1]
+
+    def snapshot(self, queue):
+        """(items, entries) of the queue now, in priority order."""
+        items = pending_items(queue)
+        entries = [self.entry(item) for item in items]
+        if len(self._entries) > 2 * len(items) + 64:  # forget prompts that left the queue
+            self._entries = {item[1]: self._entries[item[1]] for item in items}
+        return items, entries
+
+
+class LazyPending(Sequence):
+    """The pending entries of a copy of the heap, sorted and converted on first use only.
+
+    The tap on every queue change hands the guard one of these: while the guard runs it just keeps
+    the last one (for the moment it pauses), so a long queue costs a list copy per change, not a sort.
+    The items are immutable tuples, so the copy stays valid outside the queue's mutex.
+    """
+
+    def __init__(self, heap_copy, view: PendingView):
+        self._heap = heap_copy
+        self._view = view
+        self._entries = None
+
+    def _resolved(self):
+        if self._entries is None:
+            self._entries = [self._view.entry(item) for item in sorted(self._heap, key=_priority)]
+        return self._entries
+
+    def __len__(self):
+        return len(self._heap)
+
+    def __getitem__(self, index):
+        return self._resolved()[index]
+
+    def __iter__(self):
+        return iter(self._resolved())
 
 
 def pop_item(queue, item, original_get):
