@@ -149,3 +149,24 @@ def test_a_failure_that_cannot_be_recorded_runs_the_prompt_instead(rig, monkeypa
     popped, number = queue.get(timeout=0.5)
     assert popped[1] == "a" and number in queue.currently_running, "the prompt must not vanish"
     assert hook.stats()["hook_errors"] == 1
+
+
+def test_fast_lane_runs_a_prompt_further_back_only_when_its_estimate_fits(rig):
+    from gpu_guard import estimators
+
+    guard, queue, hook, probe, _models = rig
+    estimators.register("TestSmallNode", lambda inputs, prompt: 100_000_000)  # 0.1 GB
+    try:
+        probe.write_ratio(0.90)  # 1 GB of 10 GB free
+        wait_state(guard, "paused")
+        unknown = (1, "unknown-cost", {"1": {"class_type": "EmptyImage", "inputs": {}}}, {}, ["1"], {})
+        small = (2, "small", {"1": {"class_type": "TestSmallNode", "inputs": {}}}, {}, ["1"], {})
+        queue.put(unknown)
+        queue.put(small)
+        popped, _number = queue.get(timeout=1.0)
+        assert popped[1] == "small", "the fast lane may pass the unknown-cost prompt at the front"
+        assert [i[1] for i in queue.queue] == ["unknown-cost"]
+        assert hook.stats()["fast_lane_runs"] == 1
+        assert queue.get(timeout=0.1) is None, "a prompt of unknown cost is never fast-laned"
+    finally:
+        estimators.unregister("TestSmallNode")
