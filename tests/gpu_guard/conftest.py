@@ -11,6 +11,7 @@ import pytest
 
 from tests.gpu_guard.guard_drill import GuardDrill
 from tests.harness.probe_file import ProbeFile
+from tests.harness.comfyui_install import InstallError, ensure_comfyui
 from tests.harness.server import ComfyServer
 from tests.harness.weights import place_checkpoint
 
@@ -30,6 +31,10 @@ def start_guarded_server(base_dir, name: str, env: dict, extra_args=(), checkpoi
     if os.environ.get("COMFYUI_URL"):
         pytest.skip("the VRAM guard drills write the probe file of a server they start; "
                     "COMFYUI_URL points at a server this suite does not own")
+    try:
+        ensure_comfyui()
+    except InstallError as error:
+        pytest.skip(f"ComfyUI cannot be installed here: {error}")
     server = ComfyServer(base_dir, name=name, env=env, extra_args=tuple(extra_args))
     server.checkpoint_name = None
     if checkpoint is not None:

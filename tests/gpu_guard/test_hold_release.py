@@ -75,6 +75,33 @@ def test_interrupt_while_held_keeps_the_server_and_the_held_prompts_working(dril
         assert drill.client.wait_history(pid, timeout=60)["status"]["status_str"] == "success"
 
 
+def slow_workflow(steps=6, side=1536):
+    """A prompt that runs for a while on the CPU: repeated wide blurs of a large image."""
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": side, "height": side, "batch_size": 1, "color": 7}}}
+    for step in range(steps):
+        graph[str(step + 2)] = {"class_type": "ImageBlur",
+                                "inputs": {"image": [str(step + 1), 0], "blur_radius": 31, "sigma": 10.0}}
+    graph["99"] = {"class_type": "PreviewImage", "inputs": {"images": [str(steps + 1), 0]}}
+    return graph
+
+
+def test_interrupting_the_running_prompt_leaves_the_held_ones_held(drill):
+    running = drill.client.post_prompt(slow_workflow())
+    wait_until(lambda: drill.client.queue()["queue_running"], what="the slow prompt to start")
+    drill.pause()
+    held = submit(drill, 41)
+    drill.client.interrupt()
+    entry = drill.client.wait_history(running, timeout=60)
+    assert entry["status"]["status_str"] == "error"
+    assert "execution_interrupted" in [event for event, _data in entry["status"]["messages"]]
+    time.sleep(0.3)
+    assert drill.pending_ids() == [held], "the interrupt must not release or drop held prompts"
+    assert drill.held_ids() == [held]
+
+    drill.resume()
+    assert drill.client.wait_history(held, timeout=60)["status"]["status_str"] == "success"
+
+
 def test_prompts_run_straight_away_while_running(drill):
     pid = submit(drill, 31)
     assert drill.client.wait_history(pid, timeout=30)["status"]["status_str"] == "success"
