@@ -81,6 +81,14 @@ def pick_port(wanted: int) -> int:
     return wanted
 
 
+def has_accelerator() -> bool:
+    """Whether ComfyUI would find a GPU (CUDA/ROCm or Apple MPS); without one it must be told --cpu."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available())
+
+
 def person_workflow(checkpoint_name: str) -> dict:
     workflow = copy.deepcopy(json.loads(WORKFLOW.read_text(encoding="utf-8")))
     loaders = [n for n in workflow.values() if n["class_type"] == "DDColorModelLoader"]
@@ -116,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".cache" / "demo",
                         help="folder for ComfyUI's input/output/user folders and synthetic weights")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the workflow")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                        help="auto: the GPU when torch sees one, else the CPU")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
 
@@ -128,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"checkpoint: {checkpoint}" + (" (SYNTHETIC)" if synthetic else ""))
         server = build_server(workdir / "comfyui", name="demo", probe=False, checkpoint=checkpoint,
                               log_path=workdir / "comfyui.log", inherit_guard_env=True,
-                              port=pick_port(args.port))
+                              port=pick_port(args.port),
+                              cpu=args.device == "cpu" or (args.device == "auto" and not has_accelerator()))
         say("starting ComfyUI with the pack ...")
         server.start()
     except (InstallError, WeightsError, ComfyStartError) as error:

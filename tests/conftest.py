@@ -108,7 +108,8 @@ def comfy_factory(request, tmp_path_factory, synthetic_checkpoint):
 
     Each server has its own folders, its own probe file (unless env sets GPU_GUARD_PROBE) and the
     synthetic checkpoint (checkpoint=False: none); pack_root installs another folder as the pack
-    (default: this repo). All are stopped after the test.
+    (default: this repo); server_options go to ComfyServer (e.g. cpu=False to let ComfyUI use a GPU).
+    All are stopped after the test.
     """
     if remote_url():
         pytest.skip("COMFYUI_URL is set: tests that start their own ComfyUI are skipped")
@@ -116,11 +117,12 @@ def comfy_factory(request, tmp_path_factory, synthetic_checkpoint):
     started = []
     counter = itertools.count(1)
 
-    def make(name=None, env=None, probe=True, checkpoint=True, extra_args=(), pack_root=None, start=True):
+    def make(name=None, env=None, probe=True, checkpoint=True, extra_args=(), pack_root=None, start=True,
+             **server_options):
         name = name or f"{request.node.module.__name__.rsplit('.', 1)[-1]}-{request.node.name}-{next(counter)}"
         server = build_server(tmp_path_factory.mktemp("comfy"), name=name, env=env, probe=probe,
                               checkpoint=synthetic_checkpoint if checkpoint else None,
-                              extra_args=tuple(extra_args), pack_root=pack_root)
+                              extra_args=tuple(extra_args), pack_root=pack_root, **server_options)
         started.append(server)
         return server.start() if start else server
 

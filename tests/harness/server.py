@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import fcntl
 import json
 import os
 import re
@@ -46,6 +47,25 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass  # not Linux/glibc: atexit still stops servers on a normal exit
+
+
+def _claim_log(preferred: Path, fresh: bool):
+    """Opens a server's log file, locked while the server runs. When a live server of another test run
+    in the same checkout holds that name, a numbered sibling (name-2.log, ...) is used instead of
+    overwriting its log."""
+    preferred.parent.mkdir(parents=True, exist_ok=True)
+    for number in range(1, 100):
+        path = preferred if number == 1 else preferred.with_name(f"{preferred.stem}-{number}{preferred.suffix}")
+        handle = open(path, "ab")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        if fresh:
+            handle.truncate(0)
+        return path, handle
+    raise ComfyStartError(f"99 live servers already log next to {preferred}; stop some test runs")
 
 
 def free_port() -> int:
@@ -104,7 +124,7 @@ class ComfyServer(ComfyClient):
                  extra_args: tuple[str, ...] = (), pack_root: str | Path = REPO_ROOT,
                  startup_timeout: float = 180.0, python: str | None = None,
                  log_path: str | Path | None = None, inherit_guard_env: bool = False,
-                 port: int | None = None):
+                 port: int | None = None, cpu: bool = True):
         super().__init__("http://127.0.0.1:0")
         self.name = name
         self.folders = ServerFolders(Path(base_dir))
@@ -117,6 +137,7 @@ class ComfyServer(ComfyClient):
         self.inherit_guard_env = inherit_guard_env
         self.process: subprocess.Popen | None = None
         self.requested_port = port  # None: a free loopback port, picked at each start
+        self.cpu = cpu  # False: ComfyUI picks its GPU as it normally does
         self.port: int | None = None
         self.comfyui_dir: Path | None = None
         self._log_handle = None
@@ -155,7 +176,7 @@ class ComfyServer(ComfyClient):
     def _command(self, port: int) -> list[str]:
         f = self.folders
         return [
-            self.python, "-u", str(self.comfyui_dir / "main.py"), "--cpu",
+            self.python, "-u", str(self.comfyui_dir / "main.py"), *(["--cpu"] if self.cpu else []),
             "--listen", "127.0.0.1", "--port", str(port),
             "--extra-model-paths-config", str(f.extra_model_paths),
             "--database-url", "sqlite:///:memory:", "--disable-api-nodes",
@@ -174,9 +195,8 @@ class ComfyServer(ComfyClient):
     def _spawn(self, port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # A restart appends, so that the log shows the server's whole life.
-        self._log_handle = open(self.log_path, "ab" if self._spawns else "wb")
+        self.log_path, self._log_handle = _claim_log(self.log_path, fresh=not self._spawns)
         self._spawns += 1
         command = self._command(port)
         self._log_handle.write(("$ " + " ".join(command) + "\n").encode())

@@ -148,3 +148,19 @@ def test_probe_file_writes_are_whole_json(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["p.json"]
     probe.remove()
     assert not probe.path.exists()
+
+
+def test_a_live_servers_log_is_never_overwritten_by_another_run(tmp_path):
+    from tests.harness.server import _claim_log
+
+    first_path, first = _claim_log(tmp_path / "srv.log", fresh=True)
+    first.write(b"first server\n")
+    first.flush()
+    second_path, second = _claim_log(tmp_path / "srv.log", fresh=True)
+    assert second_path == tmp_path / "srv-2.log"
+    assert first_path.read_bytes() == b"first server\n"
+    second.close()
+    first.close()
+    again_path, again = _claim_log(tmp_path / "srv.log", fresh=True)
+    assert again_path == first_path and again_path.read_bytes() == b"", "a released log is reused, fresh"
+    again.close()
