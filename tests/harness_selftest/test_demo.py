@@ -55,6 +55,7 @@ def test_person_workflow_is_pointed_at_the_checkpoint(demo_module):
 
 
 @pytest.mark.slow
+@pytest.mark.comfyui
 def test_demo_once_colourises_the_sample_and_says_where(tmp_path, artifacts):
     if remote_url():
         pytest.skip("COMFYUI_URL is set: the demo starts its own ComfyUI")
