@@ -12,6 +12,9 @@ from .model_folder import checkpoint_path
 from .placement import dtype_for, load_device
 
 SINGLE_IMAGE_SOURCES = {"LoadImage", "LoadImageMask"}
+# The loader reads weights into the offload device (CPU memory): the colorize estimate, which includes
+# the weights, is where they reach the GPU. The download node never touches the GPU.
+NO_DEVICE_MEMORY_NODES = ("DDColorModelLoader", "DDColorDownloadModel")
 
 
 def _linked_node(prompt, value):
@@ -47,4 +50,6 @@ def register_with_guard():
     except ImportError:
         return False
     estimators.register("DDColorColorize", estimate_colorize_bytes)
+    for class_type in NO_DEVICE_MEMORY_NODES:
+        estimators.register(class_type, lambda node_inputs, prompt: 0)
     return True
