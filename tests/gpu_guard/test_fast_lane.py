@@ -1,0 +1,60 @@
+"""While paused, a prompt further back runs when its estimate fits in the free memory; a prompt of
+unknown cost at the front stays held (real ComfyUI, DDColor's registered estimator)."""
+from pathlib import Path
+
+import pytest
+
+from tests.gpu_guard.guard_drill import tiny_workflow, wait_until
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+
+SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "sample_astronaut.png"
+GB = 1_000_000_000
+
+
+def ddcolor_from_file(image_name, checkpoint_name):
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+        "2": {"class_type": "DDColorModelLoader",
+              "inputs": {"ckpt_name": checkpoint_name, "precision": "fp32", "device": "cpu"}},
+        "3": {"class_type": "DDColorColorize",
+              "inputs": {"model": ["2", 0], "image": ["1", 0], "preset": "custom", "size": 64,
+                         "keep_aspect": False, "ab_upsample": "nearest", "clamp_ab": False, "strength": 1.0}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+
+
+def read_bytes(drill, used, total):
+    drill.probe.write(used, total)
+    wait_until(lambda: (drill.status()["reading"] or {}).get("used_bytes") == used, what="the new reading")
+
+
+def test_fast_lane_passes_an_unknown_cost_prompt_only_when_the_estimate_fits(drill):
+    server = drill.client
+    if not server.checkpoint_name:
+        pytest.skip("no synthetic DDColor checkpoint could be made")
+    image = server.upload_image(SAMPLE)["name"]
+    fast_before = drill.status()["adapter"]["fast_lane_runs"]
+
+    read_bytes(drill, 95 * GB, 100 * GB)  # paused, 5 GB free
+    assert drill.status()["state"] == "paused"
+    unknown = server.post_prompt(tiny_workflow(8000))  # EmptyImage has no estimator: never fast
+    fits = server.post_prompt(ddcolor_from_file(image, server.checkpoint_name))
+    wait_until(lambda: fits in [h["prompt_id"] for h in drill.status()["held"]] or server.history(fits),
+               what="the DDColor prompt to be considered")
+    assert server.wait_history(fits, timeout=120)["status"]["status_str"] == "success"
+    status = drill.status()
+    assert status["state"] == "paused", "it ran in the fast lane, not because the guard resumed"
+    assert status["adapter"]["fast_lane_runs"] == fast_before + 1
+    assert drill.pending_ids() == [unknown] and server.history(unknown) is None
+
+    read_bytes(drill, 99_500_000_000, 100 * GB)  # 0.5 GB free: the estimate no longer fits
+    too_big = server.post_prompt(ddcolor_from_file(image, server.checkpoint_name))
+    wait_until(lambda: too_big in drill.held_ids(), what="the second DDColor prompt to be held")
+    read_bytes(drill, 99_400_000_000, 100 * GB)  # a fresh reading: still too little
+    assert server.history(too_big) is None
+    assert drill.status()["adapter"]["fast_lane_runs"] == fast_before + 1
+
+    drill.resume()
+    for pid in (unknown, too_big):
+        assert server.wait_history(pid, timeout=120)["status"]["status_str"] == "success"
