@@ -23,7 +23,9 @@ TINY_GRAPH = {
 }
 
 GAUGE = ".vram-guard-gauge"
-TOAST = ".p-toast-message"
+# a toast in frontend 1.32 (PrimeVue) and in newer frontends (their own toast list)
+TOAST = ".p-toast-message, li[data-toast-kind]"
+DIALOG = "[role=dialog]"
 APP = "window.comfyAPI.app.app"
 
 
@@ -61,9 +63,6 @@ class GuardUI:
                            interval=0.1, what=f"a toast matching {pattern!r}")
         return found
 
-    def close_toasts(self) -> None:
-        self.page.evaluate(f"() => {APP}.extensionManager.toast.removeAll?.()")
-
     # -- app
     def queue_tiny_graph(self) -> None:
         """Loads the tiny graph and presses Queue the way the Run button does (app.queuePrompt)."""
@@ -79,7 +78,7 @@ class GuardUI:
         self.page.evaluate(f"id => {APP}.extensionManager.command.execute(id)", command_id)
 
     def error_dialog_text(self) -> str:
-        dialogs = self.page.locator(".p-dialog").all_inner_texts()
+        dialogs = self.page.locator(DIALOG).all_inner_texts()
         return " ".join(dialogs)
 
     # -- evidence

@@ -4,8 +4,13 @@ ComfyUI's real frontend (the suite's `browser_page`, headless Chromium) with thi
 The guard polls every 100 ms, pinned by GPU_GUARD_POLL_S: the settings tests also use it to check how
 a setting pinned by the environment is shown. Each test gets a fresh page and a guard reset to its
 defaults with an empty queue.
+
+COMFYUI_FRONT_END_ROOT=<a frontend's static folder> runs these tests against that frontend build
+(ComfyUI's --front-end-root) instead of the one ComfyUI ships.
 """
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -25,7 +30,9 @@ def web_guard(tmp_path_factory):
         pytest.skip("the frontend tests drive the probe file of a server they start; "
                     "COMFYUI_URL points at a server this suite does not own")
     comfyui_dir_or_skip()
-    server = build_server(tmp_path_factory.mktemp("web_comfy"), name="web", env={"GPU_GUARD_POLL_S": "0.1"})
+    front_end = os.environ.get("COMFYUI_FRONT_END_ROOT")
+    server = build_server(tmp_path_factory.mktemp("web_comfy"), name="web", env={"GPU_GUARD_POLL_S": "0.1"},
+                          extra_args=("--front-end-root", front_end) if front_end else ())
     with server.start():
         yield GuardDrill(server, server.probe)
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.gpu_guard.guard_drill import tiny_workflow, wait_until
-from tests.web.comfy_ui import GAUGE
+from tests.web.comfy_ui import DIALOG, GAUGE
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.slow]
 
@@ -150,17 +150,22 @@ def test_settings_round_trip_to_the_guard_config(guard_ui, web_guard):
     guard_ui.assert_no_pack_errors(expected_http=((400, "/gpu_guard/config"),))
 
 
+def setting_input(dialog, setting_id: str):
+    """The input of a setting in the settings dialog (1.32 puts the id on a wrapper, newer on the input)."""
+    return dialog.locator(f"[id='{setting_id}'] input, input[id='{setting_id}']").first
+
+
 def test_settings_dialog_edits_the_guard_and_shows_pinned_settings_read_only(guard_ui, web_guard):
     assert "poll_s" in web_guard.config()["pinned"]
     guard_ui.run_command("Comfy.ShowSettingsDialog")
-    dialog = guard_ui.page.locator(".p-dialog").last
+    dialog = guard_ui.page.locator(DIALOG).last
     dialog.wait_for(timeout=10_000)
     dialog.get_by_text("VRAM Guard", exact=True).first.click()
     label = dialog.get_by_text(re.compile(r"Poll interval \(seconds\) \(set by GPU_GUARD_POLL_S\)"))
     label.wait_for(timeout=10_000)
-    poll_input = dialog.locator("#VRAMGuard\\.PollSeconds input, [id='VRAMGuard.PollSeconds'] input").first
+    poll_input = setting_input(dialog, "VRAMGuard.PollSeconds")
     assert poll_input.is_disabled()
-    pause_input = dialog.locator("[id='VRAMGuard.PauseAt'] input").first
+    pause_input = setting_input(dialog, "VRAMGuard.PauseAt")
     assert pause_input.is_enabled()
     # typed into the dialog like a person does: the guard takes the new threshold
     pause_input.click()
