@@ -42,4 +42,7 @@ class DDColorModelLoader:
                                   "probably truncated or not a PyTorch checkpoint; download it again.") from e
         variant_cache.remember(path, net.variant)
         _log.info("DDColor: loaded %s (%s, %s) for %s", ckpt_name, net.variant, dtype, target)
+        if getattr(net, "synthetic", False):
+            _log.warning("DDColor: %s holds synthetic test weights: its colours mean nothing. "
+                         "Use an official release for real colourisation.", ckpt_name)
         return (DDColorModel(net, net.variant, dtype, target, offload, path),)
