@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             print(SYNTHETIC_NOTICE, flush=True)
         for path in outputs:
             print(f"OUTPUT: {path}", flush=True)
-        print(f"UI: {server.url}/  (open it in a browser; drop workflows/person.json on the canvas to edit the workflow)",
-              flush=True)
+        print(f"UI: {server.url}/", flush=True)
+        say("in the UI: open the template browser (Browse Templates) > comfyui-ddcolor-vram-guard > person, then pick "
+            f"{server.checkpoint_name} in the DDColor loader")
         if args.once:
             return 0
         say("ComfyUI keeps running; press Ctrl-C to stop it")
