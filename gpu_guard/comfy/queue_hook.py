@@ -136,6 +136,8 @@ class QueueHook:
     def _fail(self, item, message):
         messages = queue_ops.hold_timeout_messages(item, message)
         popped = queue_ops.pop_item(self.queue, item, self.original_get)
+        if popped is None or popped[0] is not item:
+            raise _RunInstead(popped)  # not the prompt to fail: the worker runs what it got
         try:
             queue_ops.record_failure(self.queue, popped, messages)
         except Exception:

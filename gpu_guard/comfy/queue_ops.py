@@ -13,6 +13,7 @@ Every function here must be called with `queue.mutex` held.
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections import namedtuple
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from ..guard import QueueEntry
 _FallbackStatus = namedtuple("ExecutionStatus", ["status_str", "completed", "messages"])
 
 HOLD_TIMEOUT_EXCEPTION = "gpu_guard.HoldTimeout"
+
+_log = logging.getLogger("gpu_guard.comfy")
 
 
 _priority = itemgetter(0, 1)  # (number, prompt id): ComfyUI's heap order, without comparing graphs
@@ -107,8 +110,10 @@ def pop_item(queue, item, original_get):
     finally:
         if index != 0:
             heapq.heapify(queue.queue)
-    if popped is None or popped[0] is not item:
-        raise RuntimeError("ComfyUI's queue returned another item than the one admitted")
+    if popped is not None and popped[0] is not item:
+        # ComfyUI registered it as running already: hand it on rather than lose it
+        _log.error("VRAM guard: ComfyUI's queue gave prompt %s instead of the admitted %s; running it",
+                   popped[0][1], item[1])
     return popped
 
 
