@@ -2,7 +2,6 @@
 
 Only ComfyUI's core nodes are used here, so these tests prove the harness, not the pack's nodes.
 """
-import os
 import time
 from pathlib import Path
 
