@@ -23,6 +23,11 @@ TINY_GRAPH = {
 }
 
 GAUGE = ".vram-guard-gauge"
+
+
+def plain(text: str) -> str:
+    """The text with runs of whitespace (the UI's no-break spaces included) as one space."""
+    return re.sub(r"\s+", " ", text).strip()
 # a toast in frontend 1.32 (PrimeVue) and in newer frontends (their own toast list)
 TOAST = ".p-toast-message, li[data-toast-kind]"
 DIALOG = "[role=dialog]"
@@ -42,10 +47,13 @@ class GuardUI:
         return self.page.get_attribute(GAUGE, "data-state")
 
     def gauge_value(self) -> str:
-        return self.page.inner_text(f"{GAUGE} .vg-value")
+        return plain(self.page.inner_text(f"{GAUGE} .vg-value"))
 
     def gauge_label(self) -> str:
-        return self.page.inner_text(f"{GAUGE} .vg-state")
+        return plain(self.page.inner_text(f"{GAUGE} .vg-state"))
+
+    def gauge_tooltip(self) -> str:
+        return plain(self.page.get_attribute(GAUGE, "title"))
 
     def wait_gauge(self, state: str, value: str | None = None, timeout: float = 15.0) -> None:
         def shown():
@@ -55,7 +63,7 @@ class GuardUI:
 
     # -- toasts
     def toasts(self) -> list[str]:
-        return [re.sub(r"\s+", " ", t) for t in self.page.locator(TOAST).all_inner_texts()]
+        return [plain(t) for t in self.page.locator(TOAST).all_inner_texts()]
 
     def wait_toast(self, pattern: str, timeout: float = 15.0) -> str:
         regex = re.compile(pattern)

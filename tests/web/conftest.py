@@ -16,11 +16,19 @@ import pytest
 
 from tests.conftest import comfyui_dir_or_skip, remote_url
 from tests.gpu_guard.guard_drill import GuardDrill
+from tests.harness.artifacts import artifact_dir
 from tests.harness.provision import build_server
 from tests.web.comfy_ui import GAUGE, GuardUI
 
 DEFAULTS = dict(pause_at=0.85, resume_at=0.75, max_held=0, hold_timeout_s=0, hold_timeout_action="keep",
                 fast_lane=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_screenshots():
+    """test-artifacts/web/ holds this run's screenshots only, so none of them is stale."""
+    for old in artifact_dir("web").glob("*.png"):
+        old.unlink()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,18 @@ from __future__ import annotations
 import pytest
 
 from tests.harness.server import PACK_NAME
+from tests.web.comfy_ui import plain
+
+
+def plain_strings(value):
+    """The result of a page script with every string's whitespace made plain (see comfy_ui.plain)."""
+    if isinstance(value, str):
+        return plain(value)
+    if isinstance(value, list):
+        return [plain_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_strings(v) for k, v in value.items()}
+    return value
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser]
 
@@ -23,7 +35,7 @@ def js(web_guard, browser_page):
             + "".join(f"m.{name} = await import('{base}{name}.js'); " for name in modules)
             + body + " }"
         )
-        return page.evaluate(script, arg)
+        return plain_strings(page.evaluate(script, arg))
 
     yield run
     assert not browser_page.recorder.pack_errors(), browser_page.recorder.report()

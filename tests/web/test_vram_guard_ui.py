@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.gpu_guard.guard_drill import tiny_workflow, wait_until
-from tests.web.comfy_ui import DIALOG, GAUGE
+from tests.web.comfy_ui import DIALOG, GAUGE, plain
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.slow]
 
@@ -186,7 +186,7 @@ def test_failing_sensor_shows_on_the_gauge_and_as_an_alert(guard_ui, web_guard):
     wait_until(lambda: guard_ui.gauge_state() == "failing", 15, interval=0.1, what="the gauge to show the failing sensor")
     assert guard_ui.gauge_label() == "sensor failing"
     error = web_guard.status()["probe"]["error"]
-    assert error and f"Sensor failing: {error}" in guard_ui.page.get_attribute(GAUGE, "title")
+    assert error and plain(f"Sensor failing: {error}") in guard_ui.gauge_tooltip()
     guard_ui.screenshot("sensor-failing")
     web_guard.read_ratio(0.3)
     guard_ui.wait_gauge("running", "30 %")

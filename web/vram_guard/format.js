@@ -1,8 +1,9 @@
 // Text formatting shared by the gauge, the panel and the notices (pure functions, no side effects).
 
+// "85 %" with a no-break space, so a notice never wraps between the number and its unit
 export function percent(ratio, digits = 0) {
   if (typeof ratio !== "number" || !Number.isFinite(ratio)) return "–";
-  return `${(ratio * 100).toFixed(digits)} %`;
+  return `${(ratio * 100).toFixed(digits)}\u00a0%`;
 }
 
 export function bytes(n) {
