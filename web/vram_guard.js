@@ -1,6 +1,6 @@
 // VRAM guard in the ComfyUI frontend: a gauge in the top bar, hold/resume/busy notices, the guard's
 // settings in the settings dialog and a bottom-panel tab listing the held prompts.
-// Entry module: the only file here that touches the app; the helpers in ./vram_guard/ are side-effect free.
+// Entry module: the only file here that touches the app; the modules in ./vram_guard/ are side-effect free.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { busyNotice, wrapQueuePrompt } from "./vram_guard/busy.js";

@@ -1,5 +1,5 @@
-"""The extension's helper modules on their own, imported by Chromium from the running ComfyUI exactly as
-the frontend loads them (no frontend app needed: each helper is side-effect free by design)."""
+"""The extension's modules under web/vram_guard/ on their own, imported by Chromium from the running ComfyUI exactly as
+the frontend loads them (no frontend app needed: each is side-effect free by design)."""
 from __future__ import annotations
 
 import pytest
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.comfyui, pytest.mark.browser]
 
 @pytest.fixture
 def js(web_guard, browser_page):
-    """run(body, arg=None): evaluates `body` (async JS with the helpers as `m.<module>`) in the page."""
+    """run(body, arg=None): evaluates `body` (async JS with the modules as `m.<module>`) in the page."""
     page = browser_page.page
     page.goto(web_guard.client.url + "/system_stats")
     base = f"/extensions/{PACK_NAME}/vram_guard/"
