@@ -100,6 +100,18 @@ class ComfyClient:
         """`GET /queue`: {"queue_running": [...], "queue_pending": [...]}."""
         return self.get_json("/queue")
 
+    def wait_queue_empty(self, timeout: float = 120.0, poll_s: float = 0.2) -> None:
+        """Waits until nothing is running or pending (tests share the session's server)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            queue = self.queue()
+            if not queue["queue_running"] and not queue["queue_pending"]:
+                return
+            if time.monotonic() >= deadline:
+                raise HistoryTimeout(f"queue not empty after {timeout:.0f}s: "
+                                     f"{len(queue['queue_running'])} running, {len(queue['queue_pending'])} pending")
+            time.sleep(poll_s)
+
     def interrupt(self, prompt_id: str | None = None) -> None:
         self.post("/interrupt", {"prompt_id": prompt_id} if prompt_id else {}).raise_for_status()
 

@@ -84,6 +84,7 @@ def test_invalid_prompt_is_rejected_in_comfyui_error_shape(comfy):
 def test_queue_free_and_interrupt_are_accepted(comfy):
     queue = comfy.queue()
     assert set(queue) == {"queue_running", "queue_pending"}
+    comfy.wait_queue_empty(timeout=60)
     comfy.free(unload_models=True, free_memory=True)
     comfy.interrupt()
     assert comfy.object_info("LoadImage")["input"]["required"]["image"]
