@@ -83,6 +83,9 @@ def synthetic_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def comfy(request, tmp_path_factory):
+    """One ComfyUI with the pack for the whole run; its guard reads comfy.probe (low reading) and its
+    ddcolor folder holds the synthetic checkpoint as comfy.checkpoint_name. With COMFYUI_URL: a client
+    for that server (no probe, no process, its own first checkpoint)."""
     if remote_url():
         client = ComfyClient(remote_url())
         try:
@@ -103,8 +106,8 @@ def comfy(request, tmp_path_factory):
 
 @pytest.fixture
 def comfy_factory(request, tmp_path_factory, synthetic_checkpoint):
-    """make(name=None, env=None, probe=True, checkpoint=True, extra_args=(), pack_root=None, start=True)
-    -> a ComfyServer, started unless start=False.
+    """make(name=None, env=None, probe=True, checkpoint=True, extra_args=(), pack_root=None, start=True,
+    **server_options) -> a ComfyServer, started unless start=False.
 
     Each server has its own folders, its own probe file (unless env sets GPU_GUARD_PROBE) and the
     synthetic checkpoint (checkpoint=False: none); pack_root installs another folder as the pack
