@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import time
 import json
 import uuid
 from pathlib import Path
@@ -107,3 +108,35 @@ def chroma(rgb: np.ndarray) -> float:
     """Mean ab magnitude: about 0 for a gray image."""
     ab = lab(rgb)[..., 1:]
     return float(np.sqrt((ab ** 2).sum(-1)).mean())
+
+
+def models_status(comfy) -> dict:
+    """GET /ddcolor/models: the DDColor models ComfyUI holds."""
+    return comfy.get_json("/ddcolor/models")
+
+
+def wait_status(comfy, predicate, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = models_status(comfy)
+        if predicate(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.25)
+
+
+def free_and_check(server, checkpoint_name: str, image_name: str = "sample_astronaut.png",
+                   idle_s: float = 0.0, timeout: float = 5.0) -> None:
+    """Runs a small colorize, checks the model is held, POSTs /free and checks that it is released
+    (out of ComfyUI's loaded models and no longer referenced) within `timeout`."""
+    workflow = with_image(api_workflow("person"), image_name, preset="custom", size=64)
+    node_of(workflow, LOADER)["inputs"]["ckpt_name"] = checkpoint_name
+    assert run(server, workflow)["status"]["status_str"] == "success"
+    time.sleep(idle_s)
+    loaded = models_status(server)
+    assert loaded["loaded_count"] >= 1 and loaded["alive_count"] >= 1, loaded
+    assert {(m["variant"], m["dtype"]) for m in loaded["loaded"]} == {("tiny", "fp32")}
+
+    server.free(unload_models=True, free_memory=True)
+    status = wait_status(server, lambda s: s["loaded_count"] == 0 and s["alive_count"] == 0, timeout)
+    assert status["loaded_count"] == 0, f"still in ComfyUI's loaded models after POST /free: {status}"
+    assert status["alive_count"] == 0, f"still referenced after POST /free: {status}"

@@ -1,6 +1,5 @@
 """The DDColor nodes on a real ComfyUI 0.3.75: node definitions, the shipped workflows, progress,
 interrupt, /free and bad input, all through ComfyUI's HTTP and websocket API."""
-import time
 import uuid
 
 import numpy as np
@@ -9,17 +8,13 @@ import torch
 
 from tests.nodes.comfy_helpers import (
     COLORIZE, LOAD_IMAGE, LOADER, REPO_ROOT, api_workflow, as_shipped, assert_luminance_kept, execution_error,
-    lab, node_of, output_pixels, read_png, run, upload_array, with_image)
+    free_and_check, lab, node_of, output_pixels, read_png, run, upload_array, with_image)
 
 SAMPLE = REPO_ROOT / "assets" / "sample_astronaut.png"
 
 
 def sample_pixels():
     return read_png(SAMPLE.read_bytes())
-
-
-def models_status(comfy):
-    return comfy.get_json("/ddcolor/models")
 
 
 # ------------------------------------------------------------------ node definitions
@@ -123,52 +118,14 @@ def test_interrupt_stops_a_running_batch_between_images(comfy, checkpoint_name):
     assert comfy.output_images(comfy.wait_history(prompt_id)) == []
 
 
-def wait_status(comfy, predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = models_status(comfy)
-        if predicate(status) or time.monotonic() > deadline:
-            return status
-        time.sleep(0.25)
-
-
-def nodes_only_pack(folder):
-    """A pack folder with the DDColor nodes and without the VRAM guard (whose queue hook changes when
-    the worker sees /free; see the idle test below)."""
-    folder.mkdir()
-    for part in ("nodes", "ddcolor_model", "assets", "workflows"):
-        (folder / part).symlink_to(REPO_ROOT / part, target_is_directory=True)
-    (folder / "__init__.py").write_text("from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS\n")
-    return folder
-
-
-def free_and_check(server, checkpoint_name, idle_s=0.0, timeout=5.0):
-    workflow = with_image(as_shipped(server, api_workflow("person"), checkpoint_name), "sample_astronaut.png",
-                          preset="custom", size=64)
-    assert run(server, workflow)["status"]["status_str"] == "success"
-    time.sleep(idle_s)
-    loaded = models_status(server)
-    assert loaded["loaded_count"] == 1 and loaded["alive_count"] >= 1, loaded
-    assert loaded["loaded"][0]["variant"] == "tiny" and loaded["loaded"][0]["dtype"] == "fp32"
-
-    server.free(unload_models=True, free_memory=True)
-    status = wait_status(server, lambda s: s["loaded_count"] == 0 and s["alive_count"] == 0, timeout)
-    assert status["loaded_count"] == 0, f"still in ComfyUI's loaded models after POST /free: {status}"
-    assert status["alive_count"] == 0, f"still referenced after POST /free: {status}"
-
-
-def test_free_releases_the_model(comfy_factory, tmp_path):
-    server = comfy_factory(pack_root=nodes_only_pack(tmp_path / "pack"))
-    free_and_check(server, server.checkpoint_name)
-
-
 IDLE_AFTER_PROMPT_S = 11  # ComfyUI's worker collects garbage up to 10 s after a prompt, then idles
 
 
 @pytest.mark.xfail(strict=True, reason=(
     "gpu_guard/comfy/queue_hook.py: the guarded queue.get keeps waiting while the queue is empty and "
     "ignores the wake-up that POST /free sends, so an idle worker handles /free only when its "
-    "1000 s wait ends; ComfyUI's own get returns at once. Remove this mark when the hook returns on wake-up."))
+    "1000 s wait ends; ComfyUI's own get returns at once. Remove this mark when the hook returns on wake-up. "
+    "test_nodes_alone.py::test_free_releases_the_model shows the nodes' side without the guard."))
 def test_free_releases_the_model_when_the_server_is_idle(comfy, checkpoint_name):
     free_and_check(comfy, checkpoint_name, idle_s=IDLE_AFTER_PROMPT_S)
 
