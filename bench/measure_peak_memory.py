@@ -1,8 +1,8 @@
 """Measure the CPU peak memory of one DDColor forward and compare it with estimate_peak_bytes.
 
-Each case runs in a fresh process: the model is built (random weights, same memory as real
-ones), then the growth of the process's peak resident set (ru_maxrss) during one forward is the
-activation peak. Prints measured and estimated figures and their ratio.
+Each case runs in a fresh process (Linux): the model is built (random weights, same memory as
+real ones), then the process's peak resident set after one forward (ru_maxrss) minus its
+resident set just before it is the activation peak. Prints measured and estimated figures and their ratio.
 
     python bench/measure_peak_memory.py [--cases tiny:256:1 large:512:1 ...]
 """
@@ -22,12 +22,15 @@ variant, size, batch, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), s
 dtype = getattr(torch, dtype)
 model = DDColor(variant).eval().to(dtype)
 x = torch.rand(batch, 3, size, size).to(dtype)
-kib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-before = kib()
+def resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+before = resident_bytes()  # now, not the earlier peak: pages reclaimed since do not hide growth
 with torch.inference_mode():
     model(x)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 params = sum(p.numel() * p.element_size() for p in model.parameters())
-print(json.dumps({"activation_bytes": (kib() - before) * 1024, "param_bytes": params}))
+print(json.dumps({"activation_bytes": peak - before, "param_bytes": params}))
 """
 
 
