@@ -100,6 +100,10 @@ class QueueHook:
                 if remaining is not None and remaining <= 0:
                     return None
                 queue.not_empty.wait(timeout=remaining)
+                if timeout is not None and not queue.queue:
+                    # as ComfyUI's own get: a wake-up with nothing queued (the flags POST /free
+                    # sets) goes back to the worker at once, so it frees memory while idle
+                    return None
             popped = self._admit_one()
             if popped is not None:
                 return popped

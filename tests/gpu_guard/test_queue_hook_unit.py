@@ -69,6 +69,21 @@ def test_holding_returns_none_within_the_workers_timeout(rig):
     assert queue.get(timeout=0.0) is None
 
 
+def test_an_idle_worker_wakes_for_the_free_flags_as_with_comfyuis_get(rig):
+    _guard, queue, _hook, _probe, _models = rig
+    results = []
+    worker = threading.Thread(target=lambda: results.append((queue.get(timeout=30.0), time.monotonic())))
+    worker.start()  # idle: nothing queued, the worker waits as ComfyUI's does after a prompt
+    time.sleep(0.1)
+    flagged = time.monotonic()
+    queue.set_flag("unload_models", True)  # what POST /free does
+    worker.join(5)
+    assert not worker.is_alive(), "the idle worker must return to handle the flags, not wait 30 s"
+    (got, returned), = results
+    assert got is None
+    assert returned - flagged < 1.0
+
+
 def test_priority_order_with_front_queued_prompts(rig):
     _guard, queue, _hook, _probe, _models = rig
     for entry in (item(3, "c"), item(1, "a"), item(-4, "front"), item(2, "b")):

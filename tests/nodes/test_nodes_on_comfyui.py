@@ -121,11 +121,6 @@ def test_interrupt_stops_a_running_batch_between_images(comfy, checkpoint_name):
 IDLE_AFTER_PROMPT_S = 11  # ComfyUI's worker collects garbage up to 10 s after a prompt, then idles
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gpu_guard/comfy/queue_hook.py: the guarded queue.get keeps waiting while the queue is empty and "
-    "ignores the wake-up that POST /free sends, so an idle worker handles /free only when its "
-    "1000 s wait ends; ComfyUI's own get returns at once. Remove this mark when the hook returns on wake-up. "
-    "test_nodes_alone.py::test_free_releases_the_model shows the nodes' side without the guard."))
 def test_free_releases_the_model_when_the_server_is_idle(comfy, checkpoint_name):
     free_and_check(comfy, checkpoint_name, idle_s=IDLE_AFTER_PROMPT_S)
 
