@@ -1,7 +1,7 @@
 """The person workflow from inside ComfyUI's real frontend: template browser -> graph -> Run -> output."""
 import pytest
 
-from tests.nodes.comfy_helpers import COLORIZE, LOAD_IMAGE, LOADER, SAVE, api_workflow, as_shipped, node_of, ui_workflow
+from tests.nodes.comfy_io import COLORIZE, LOAD_IMAGE, LOADER, SAVE, api_workflow, as_shipped, node_of, ui_workflow
 
 RUN_TIMEOUT_MS = 300_000
 

@@ -5,7 +5,7 @@ import uuid
 import torch
 
 from ddcolor_model import PRESETS, estimate_peak_bytes
-from tests.nodes.comfy_helpers import api_workflow, as_shipped, node_of, run
+from tests.nodes.comfy_io import api_workflow, as_shipped, node_of, run
 
 
 def fresh(workflow):

@@ -12,7 +12,7 @@ import pytest
 from nodes.releases import BASE_URL_ENV
 from tests.harness.comfyui_install import InstallError, ensure_comfyui
 from tests.harness.provision import build_server
-from tests.nodes.comfy_helpers import REPO_ROOT, api_workflow, free_and_check, node_of, run
+from tests.nodes.comfy_io import REPO_ROOT, api_workflow, free_and_check, node_of, run
 
 pytestmark = pytest.mark.comfyui
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.nodes.comfy_helpers import (
+from tests.nodes.comfy_io import (
     COLORIZE, LOAD_IMAGE, LOADER, REPO_ROOT, api_workflow, as_shipped, assert_luminance_kept, execution_error,
     free_and_check, lab, node_of, output_pixels, read_png, run, upload_array, with_image)
 

@@ -2,7 +2,7 @@
 versions in its template browser straight from workflows/ (no copies)."""
 import pytest
 
-from tests.nodes.comfy_helpers import WORKFLOWS, api_workflow, ui_workflow
+from tests.nodes.comfy_io import WORKFLOWS, api_workflow, ui_workflow
 
 NAMES = ("person", "building")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}

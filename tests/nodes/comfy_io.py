@@ -1,4 +1,4 @@
-"""Helpers for the node tests on a real ComfyUI: workflows, images in and out, error messages."""
+"""Test utilities for the node tests on a real ComfyUI: workflows, images in and out, error messages."""
 from __future__ import annotations
 
 import copy
