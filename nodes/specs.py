@@ -30,10 +30,10 @@ COLORIZE_INPUTS = {
         "preset": (PRESET_CHOICES, {"default": "person", "tooltip": "Model input size: person 512 (460-680), building 1024 (960-1280), custom = the size input."}),
         "size": ("INT", {"default": 0, "min": 0, "max": CUSTOM_SIZE_HIGH, "step": 1,
                          "tooltip": "Model input size in pixels; 0 = the preset's default. Rounded to a multiple of 32."}),
-        "keep_aspect": ("BOOLEAN", {"default": False, "tooltip": "Pad instead of squashing the image to a square model input."}),
+        "keep_aspect": ("BOOLEAN", {"default": False, "tooltip": "Run the model on an input with the image's aspect ratio (long side = size) instead of squashing it to a square."}),
         "ab_upsample": (AB_UPSAMPLE_CHOICES, {"default": "nearest", "tooltip": "How the predicted colour is scaled back to full size (nearest = the official pipeline)."}),
-        "clamp_ab": ("BOOLEAN", {"default": False, "tooltip": "Clamp predicted colour to the valid Lab range."}),
-        "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "0 = gray, 1 = full predicted colour."}),
+        "clamp_ab": ("BOOLEAN", {"default": False, "tooltip": "Clamp the predicted a/b to [-128, 127]."}),
+        "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "0 = the input's own colour (gray for a black-and-white photo), 1 = the predicted colour."}),
     },
     "optional": {
         "mask": ("MASK", {"tooltip": "Passed through unchanged to the MASK output (same size as the image)."}),

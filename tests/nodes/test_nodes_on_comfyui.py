@@ -221,3 +221,22 @@ def test_rgba_keeps_alpha_and_gives_it_as_mask(comfy, checkpoint_name, tmp_path)
     assert np.abs(result[..., 3].astype(int) - alpha).max() <= 1
     assert_luminance_kept(source, result)
     assert np.abs(mask[..., 0].astype(int) - (255 - alpha.astype(int))).max() <= 1
+
+
+def test_mask_input_is_passed_through(comfy, checkpoint_name, tmp_path):
+    source = sample_pixels()
+    alpha = np.tile(np.linspace(255, 0, source.shape[0]).astype(np.uint8)[:, None], (1, source.shape[1]))
+    name = upload_array(comfy, tmp_path, np.dstack([source, alpha]), f"masked_{uuid.uuid4().hex[:6]}.png")
+    workflow = small_workflow(comfy, checkpoint_name, name)
+    load_id = next(k for k, n in workflow.items() if n["class_type"] == LOAD_IMAGE)
+    node = colorize_id(workflow)
+    node_of(workflow, COLORIZE)["inputs"]["mask"] = [load_id, 1]  # RGB image + its mask (1 - alpha)
+    workflow["92"] = {"class_type": "MaskToImage", "inputs": {"mask": [node, 1]}}
+    workflow["93"] = {"class_type": "SaveImage", "inputs": {"images": ["92", 0], "filename_prefix": "test_mask"}}
+    history = run(comfy, workflow)
+    assert history["status"]["status_str"] == "success", history["status"]
+    images = {i["node"]: i for i in comfy.output_images(history)}
+    save_id = next(k for k, n in workflow.items() if n["class_type"] == "SaveImage" and k != "93")
+    assert read_png(comfy.view(images[save_id]["filename"])).shape == source.shape  # RGB in, RGB out
+    mask = read_png(comfy.view(images["93"]["filename"]))
+    assert np.abs(mask[..., 0].astype(int) - (255 - alpha.astype(int))).max() <= 1
