@@ -61,26 +61,31 @@ def colorize(model, rgb, size, options=None):
     if note:
         warnings.warn(note, stacklevel=2)
     with torch.inference_mode():
-        color = rgb[..., :3].detach().to("cpu", torch.float32).numpy()
-        height, width = color.shape[1:3]
-        in_h, in_w = model_input_size(height, width, size, options.keep_aspect)
-        labs = [rgb_to_lab(image) for image in color]
-        ab = torch.from_numpy(np.stack([lab[..., 1:] for lab in labs])).permute(0, 3, 1, 2)
-        if options.strength > 0:
-            predicted = predict_ab(model, color, in_h, in_w)
-            predicted = _upsample(predicted, height, width, options.ab_upsample)
-            if options.clamp_ab:
-                predicted = predicted.clamp(*AB_LIMITS)
-            strength = float(options.strength)
-            ab = predicted if strength == 1.0 else torch.lerp(ab, predicted, strength)
-        out = []
-        for lab, image_ab in zip(labs, ab.permute(0, 2, 3, 1).numpy()):
-            lab[..., 1:] = image_ab
-            out.append(lab_to_rgb(lab))
-        result = torch.from_numpy(np.stack(out)).to(device=rgb.device, dtype=rgb.dtype)
-        if rgb.shape[-1] == 4:
-            result = torch.cat([result, rgb[..., 3:]], dim=-1)
-        return result
+        colored = _colorize_arrays(model, rgb[..., :3].detach().to("cpu", torch.float32).numpy(),
+                                   size, options)
+    # Built outside inference mode so callers may modify the result in place.
+    result = torch.from_numpy(colored).to(device=rgb.device, dtype=rgb.dtype)
+    if rgb.shape[-1] == 4:
+        result = torch.cat([result, rgb[..., 3:]], dim=-1)
+    return result
+
+
+def _colorize_arrays(model, color, size, options):
+    """The pipeline on (B, H, W, 3) float32 RGB numpy; returns the same layout."""
+    height, width = color.shape[1:3]
+    in_h, in_w = model_input_size(height, width, size, options.keep_aspect)
+    labs = [rgb_to_lab(image) for image in color]
+    ab = torch.from_numpy(np.stack([lab[..., 1:] for lab in labs])).permute(0, 3, 1, 2)
+    if options.strength > 0:  # strength 0 keeps the input's chroma: no forward needed
+        predicted = predict_ab(model, color, in_h, in_w)
+        predicted = _upsample(predicted, height, width, options.ab_upsample)
+        if options.clamp_ab:
+            predicted = predicted.clamp(*AB_LIMITS)
+        strength = float(options.strength)
+        ab = predicted if strength == 1.0 else torch.lerp(ab, predicted, strength)
+    for lab, image_ab in zip(labs, ab.permute(0, 2, 3, 1).numpy()):
+        lab[..., 1:] = image_ab
+    return np.stack([lab_to_rgb(lab) for lab in labs])
 
 
 def gray_model_input(color, in_h, in_w):

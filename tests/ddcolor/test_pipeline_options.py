@@ -167,6 +167,8 @@ def test_output_layout_dtype_device(photo):
     out = colorize(ConstantAB(0.0, 0.0), color.double(), SIZE)
     assert out.dtype == torch.float64 and out.device == color.device and out.shape == color.shape
     assert not out.requires_grad and 0.0 <= out.min() and out.max() <= 1.0
+    assert not out.is_inference()  # usable outside inference mode, e.g. modified in place
+    out.mul_(1.0)
 
 
 def test_size_is_rounded_with_a_warning(photo):
