@@ -1,8 +1,9 @@
 """Measure the CPU peak memory of one DDColor forward and compare it with estimate_peak_bytes.
 
 Each case runs in a fresh process (Linux): the model is built (random weights, same memory as
-real ones), then the process's peak resident set after one forward (ru_maxrss) minus its
-resident set just before it is the activation peak. Prints measured and estimated figures and their ratio.
+real ones), the peak resident set (VmHWM) is reset to the current one, and the peak after one
+forward minus the resident set just before it is the activation peak. (ru_maxrss is not used:
+it keeps the parent's size across fork + exec.) Prints measured and estimated figures and their ratio.
 
     python bench/measure_peak_memory.py [--cases tiny:256:1 large:512:1 ...]
 """
@@ -16,19 +17,25 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CASES = ["tiny:256:1", "tiny:512:1", "tiny:256:2", "large:256:1", "large:512:1"]
 
 CHILD = r"""
-import json, resource, sys, torch
+import json, sys, torch
 from ddcolor_model import DDColor
 variant, size, batch, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 dtype = getattr(torch, dtype)
 model = DDColor(variant).eval().to(dtype)
 x = torch.rand(batch, 3, size, size).to(dtype)
-def resident_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-before = resident_bytes()  # now, not the earlier peak: pages reclaimed since do not hide growth
+def status_bytes(field):
+    with open("/proc/self/status") as f:
+        line = next(l for l in f if l.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+try:  # reset the peak (VmHWM) to the current resident set, where the kernel allows it
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+except OSError:
+    pass
+before = status_bytes("VmRSS")
 with torch.inference_mode():
     model(x)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status_bytes("VmHWM")
 params = sum(p.numel() * p.element_size() for p in model.parameters())
 print(json.dumps({"activation_bytes": peak - before, "param_bytes": params}))
 """
