@@ -86,9 +86,10 @@ def load_model(path, device="cpu", dtype=torch.float32):
     ``python -m ddcolor_model synth``, which colour nothing meaningfully).
     """
     state_dict, variant, meta = read_checkpoint(path)
-    model = DDColor(variant)
+    with torch.device("meta"):  # no random init and no second copy: the loaded tensors are used
+        model = DDColor(variant)
     check_keys(model, state_dict, os.fspath(path), variant)
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=True, assign=True)
     model.checkpoint_path = os.fspath(path)
     model.synthetic = meta["synthetic"]
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -73,3 +73,14 @@ def test_load_model_dtype_and_spectral_weight(tiny_state_dict, tmp_path):
     expected = w / torch.dot(u, w.reshape(w.shape[0], -1) @ v)
     torch.testing.assert_close(conv.weight.float(), expected, rtol=1e-2, atol=1e-3)
     assert "refine_net.0.0.weight" not in model.state_dict()  # derived, never saved
+
+
+def test_loaded_model_computes_like_the_reference_build(tiny_state_dict, tiny_model, tmp_path):
+    """load_model (built on the meta device, tensors assigned) gives the same forward."""
+    path = tmp_path / "t.pth"
+    torch.save({"params": tiny_state_dict}, path)
+    model = load_model(path)
+    assert all(t.device.type == "cpu" for t in list(model.parameters()) + list(model.buffers()))
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(model(x), tiny_model(x))
