@@ -12,9 +12,10 @@ from .ddcolor import IMAGENET_MEAN, IMAGENET_STD, DDColor
 SYNTHETIC_NOTE = ("SYNTHETIC DDColor weights (random, made by `python -m ddcolor_model synth`); "
                   "not a trained model: the colours are meaningless")
 # The random network predicts nearly gray ab; scaling its last colour-embedding layer makes the
-# demo output visibly colourful.
+# demo output visibly colourful. At 150 the sample photo gets ab std ~9 around a mean chroma of
+# ~27 with most pixels still inside the RGB gamut (at 300 over 90% would be clipped).
 LAST_COLOR_LAYER = "decoder.color_decoder.color_embed.layers.2."
-COLOR_GAIN = 400.0
+COLOR_GAIN = 150.0
 POWER_ITERATIONS = 20
 
 

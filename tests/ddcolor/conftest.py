@@ -87,3 +87,23 @@ def golden(kit_dir):
         import cv2
         return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return load
+
+
+@pytest.fixture(scope="session")
+def any_tiny_model(request):
+    """A tiny model for behaviour tests: the kit's weights when present, else our synthetic ones."""
+    if (KIT_DIR / "make_weights.py").is_file():
+        return request.getfixturevalue("tiny_model")
+    from ddcolor_model.synth import make_synthetic_state_dict
+    return _loaded("tiny", make_synthetic_state_dict("tiny"))
+
+
+@pytest.fixture(scope="session")
+def asset_rgb():
+    """The pack's bundled sample photo as a (1, H, W, 3) float32 tensor in [0, 1]."""
+    import cv2
+    path = REPO_ROOT / "assets" / "sample_astronaut.png"
+    if not path.is_file():
+        pytest.skip(f"sample photo {path} is missing")
+    rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(rgb.astype(np.float32) / 255.0)[None]

@@ -33,16 +33,16 @@ def _lab(rgb):
 
 
 @pytest.fixture(scope="module")
-def photo(sample_rgb):
-    """A 75x113 crop-and-shrink of the sample photo (colour) and its gray version."""
-    color = sample_rgb[:, ::4, ::4, :].contiguous()
+def photo(asset_rgb):
+    """The sample photo shrunk 4x (75x113, colour) and its gray version."""
+    color = asset_rgb[:, ::4, ::4, :].contiguous()
     gray = color.mean(dim=-1, keepdim=True).expand_as(color).contiguous()
     return color, gray
 
 
-def test_strength_zero_keeps_input_chroma(tiny_model, photo):
+def test_strength_zero_keeps_input_chroma(any_tiny_model, photo):
     color, _ = photo
-    out = colorize(tiny_model, color, SIZE, ColorizeOptions(strength=0.0))
+    out = colorize(any_tiny_model, color, SIZE, ColorizeOptions(strength=0.0))
     # Only the float32 Lab round trip separates them: well under one 8-bit level.
     assert (out - color).abs().max() < 1 / 255
 
@@ -65,23 +65,23 @@ def _inside_gamut(rgb, margin=1e-3):
     return ((rgb > margin) & (rgb < 1 - margin)).all(axis=-1)
 
 
-def test_output_lightness_equals_input_lightness(tiny_model, photo):
+def test_output_lightness_equals_input_lightness(any_tiny_model, photo):
     _, gray = photo
-    out = colorize(tiny_model, gray, SIZE)
+    out = colorize(any_tiny_model, gray, SIZE)
     inside = _inside_gamut(out)
     assert inside.mean() > 0.5
     assert np.abs(_lab(out)[..., 0] - _lab(gray)[..., 0])[inside].max() < 0.3
     assert np.abs(_lab(out)[..., 1:]).mean() > 1.0  # and it did add colour
 
 
-def test_alpha_is_carried_through_bit_exact(tiny_model, photo):
+def test_alpha_is_carried_through_bit_exact(any_tiny_model, photo):
     _, gray = photo
     alpha = torch.rand(gray.shape[:3] + (1,), generator=torch.Generator().manual_seed(3))
     rgba = torch.cat([gray, alpha], dim=-1)
-    out = colorize(tiny_model, rgba, SIZE)
+    out = colorize(any_tiny_model, rgba, SIZE)
     assert out.shape == rgba.shape
     assert torch.equal(out[..., 3], rgba[..., 3])
-    assert torch.allclose(out[..., :3], colorize(tiny_model, gray, SIZE), atol=1e-6)
+    assert torch.allclose(out[..., :3], colorize(any_tiny_model, gray, SIZE), atol=1e-6)
 
 
 def test_keep_aspect_model_input_and_output_size(photo):
@@ -112,30 +112,30 @@ def test_clamp_ab(photo):
     assert not torch.equal(unclamped, limit)
 
 
-def test_bilinear_upsampling_is_smoother(tiny_model, photo):
+def test_bilinear_upsampling_is_smoother(any_tiny_model, photo):
     _, gray = photo
-    nearest = _lab(colorize(tiny_model, gray, SIZE))[..., 1:]
-    bilinear = _lab(colorize(tiny_model, gray, SIZE, ColorizeOptions(ab_upsample="bilinear")))[..., 1:]
+    nearest = _lab(colorize(any_tiny_model, gray, SIZE))[..., 1:]
+    bilinear = _lab(colorize(any_tiny_model, gray, SIZE, ColorizeOptions(ab_upsample="bilinear")))[..., 1:]
     variation = lambda ab: np.abs(np.diff(ab, axis=1)).mean() + np.abs(np.diff(ab, axis=2)).mean()
     assert not np.array_equal(nearest, bilinear)
     assert variation(bilinear) < variation(nearest)
     assert np.abs(bilinear.mean() - nearest.mean()) < 1.0  # same colours overall
 
 
-def test_batch_equals_one_by_one(tiny_model, photo):
+def test_batch_equals_one_by_one(any_tiny_model, photo):
     color, gray = photo
     batch = torch.cat([gray, color.flip(1)], dim=0)
-    together = colorize(tiny_model, batch, SIZE)
-    alone = torch.cat([colorize(tiny_model, batch[i:i + 1], SIZE) for i in range(2)])
+    together = colorize(any_tiny_model, batch, SIZE)
+    alone = torch.cat([colorize(any_tiny_model, batch[i:i + 1], SIZE) for i in range(2)])
     assert (together - alone).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_runs_and_is_close(tiny_model, photo, dtype):
+def test_half_precision_runs_and_is_close(any_tiny_model, photo, dtype):
     _, gray = photo
-    half_model = copy.deepcopy(tiny_model).to(dtype)
+    half_model = copy.deepcopy(any_tiny_model).to(dtype)
     image = gray[..., :3].numpy()
-    reference = predict_ab(tiny_model, image, SIZE, SIZE)
+    reference = predict_ab(any_tiny_model, image, SIZE, SIZE)
     ab = predict_ab(half_model, image, SIZE, SIZE)
     assert ab.dtype == torch.float32 and torch.isfinite(ab).all()
     diff = (ab - reference).abs()
@@ -144,19 +144,19 @@ def test_half_precision_runs_and_is_close(tiny_model, photo, dtype):
     assert out.dtype == gray.dtype and out.shape == gray.shape
 
 
-def test_no_features_are_retained_after_forward(tiny_model):
+def test_no_features_are_retained_after_forward(any_tiny_model):
     captured = []
-    hook = tiny_model.encoder.arch.norm3.register_forward_hook(
+    hook = any_tiny_model.encoder.arch.norm3.register_forward_hook(
         lambda module, args, output: captured.append(weakref.ref(output)))
     try:
         with torch.inference_mode():
-            out = tiny_model(torch.rand(1, 3, SIZE, SIZE))
+            out = any_tiny_model(torch.rand(1, 3, SIZE, SIZE))
     finally:
         hook.remove()
     del out
     gc.collect()
     assert len(captured) == 1 and captured[0]() is None, "encoder feature outlived the forward"
-    for name, module in tiny_model.named_modules():
+    for name, module in any_tiny_model.named_modules():
         assert not module._forward_hooks and not module._forward_pre_hooks, name
         stray = [k for k, v in vars(module).items() if isinstance(v, torch.Tensor)]
         assert not stray, f"{name} keeps tensors as attributes: {stray}"
