@@ -93,3 +93,16 @@ class GuardDrill:
     def wait_idle(self, timeout: float = 60.0) -> None:
         wait_until(lambda: (lambda q: not q["queue_running"] and not q["queue_pending"])(self.client.queue()),
                    timeout, interval=0.05, what="an empty queue")
+
+
+def ddcolor_workflow(checkpoint_name: str, image_node: dict) -> dict:
+    """`image_node` -> Load DDColor Model (fp32, CPU) + DDColor Colorize at 64 px -> PreviewImage."""
+    return {
+        "1": image_node,
+        "2": {"class_type": "DDColorModelLoader",
+              "inputs": {"ckpt_name": checkpoint_name, "precision": "fp32", "device": "cpu"}},
+        "3": {"class_type": "DDColorColorize",
+              "inputs": {"model": ["2", 0], "image": ["1", 0], "preset": "custom", "size": 64,
+                         "keep_aspect": False, "ab_upsample": "nearest", "clamp_ab": False, "strength": 1.0}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }

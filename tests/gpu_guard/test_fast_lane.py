@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu_guard.guard_drill import tiny_workflow, wait_until
+from tests.gpu_guard.guard_drill import ddcolor_workflow, tiny_workflow, wait_until
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
@@ -13,15 +13,7 @@ GB = 1_000_000_000
 
 
 def ddcolor_from_file(image_name, checkpoint_name):
-    return {
-        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
-        "2": {"class_type": "DDColorModelLoader",
-              "inputs": {"ckpt_name": checkpoint_name, "precision": "fp32", "device": "cpu"}},
-        "3": {"class_type": "DDColorColorize",
-              "inputs": {"model": ["2", 0], "image": ["1", 0], "preset": "custom", "size": 64,
-                         "keep_aspect": False, "ab_upsample": "nearest", "clamp_ab": False, "strength": 1.0}},
-        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
-    }
+    return ddcolor_workflow(checkpoint_name, {"class_type": "LoadImage", "inputs": {"image": image_name}})
 
 
 def read_bytes(drill, used, total):

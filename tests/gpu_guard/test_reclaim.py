@@ -1,23 +1,16 @@
 """Held and idle with a model loaded: the guard asks ComfyUI once to release it, then measures again."""
 import pytest
 
-from tests.gpu_guard.guard_drill import tiny_workflow, wait_until
+from tests.gpu_guard.guard_drill import ddcolor_workflow, tiny_workflow, wait_until
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 UNLOAD_LINE = "Unloading PatchableDDColor"  # ComfyUI's DEBUG line when it unloads our model
 
 
-def ddcolor_workflow(checkpoint_name):
-    return {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 48, "height": 32, "batch_size": 1, "color": 0x808080}},
-        "2": {"class_type": "DDColorModelLoader",
-              "inputs": {"ckpt_name": checkpoint_name, "precision": "fp32", "device": "cpu"}},
-        "3": {"class_type": "DDColorColorize",
-              "inputs": {"model": ["2", 0], "image": ["1", 0], "preset": "custom", "size": 64,
-                         "keep_aspect": False, "ab_upsample": "nearest", "clamp_ab": False, "strength": 1.0}},
-        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
-    }
+def gray_ddcolor_workflow(checkpoint_name):
+    gray = {"class_type": "EmptyImage", "inputs": {"width": 48, "height": 32, "batch_size": 1, "color": 0x808080}}
+    return ddcolor_workflow(checkpoint_name, gray)
 
 
 def free_requests(drill):
@@ -28,7 +21,7 @@ def test_release_is_asked_once_per_hold_episode_and_the_guard_resumes_when_memor
     server = drill.client
     if not server.checkpoint_name:
         pytest.skip("no synthetic DDColor checkpoint could be made, so no model can be loaded")
-    loaded = server.post_prompt(ddcolor_workflow(server.checkpoint_name))
+    loaded = server.post_prompt(gray_ddcolor_workflow(server.checkpoint_name))
     assert server.wait_history(loaded, timeout=120)["status"]["status_str"] == "success"
     asked_before = free_requests(drill)
     log_from = len(server.log_text())

@@ -199,6 +199,18 @@ def test_8k_image_is_colourised_at_full_size(comfy, checkpoint_name, tmp_path):
     assert_luminance_kept(pixels[::4, ::4], result[::4, ::4])
 
 
+def run_with_mask_saved(comfy, workflow):
+    """Saves the colorize node's MASK output too, runs the workflow and returns the pixels of
+    (colorized image, mask)."""
+    workflow["92"] = {"class_type": "MaskToImage", "inputs": {"mask": [colorize_id(workflow), 1]}}
+    workflow["93"] = {"class_type": "SaveImage", "inputs": {"images": ["92", 0], "filename_prefix": "test_mask"}}
+    history = run(comfy, workflow)
+    assert history["status"]["status_str"] == "success", history["status"]
+    images = {i["node"]: i for i in comfy.output_images(history)}
+    save_id = next(k for k, n in workflow.items() if n["class_type"] == "SaveImage" and k != "93")
+    return read_png(comfy.view(images[save_id]["filename"])), read_png(comfy.view(images["93"]["filename"]))
+
+
 def test_rgba_keeps_alpha_and_gives_it_as_mask(comfy, checkpoint_name, tmp_path):
     source = sample_pixels()
     alpha = np.tile(np.linspace(0, 255, source.shape[1]).astype(np.uint8), (source.shape[0], 1))
@@ -208,15 +220,7 @@ def test_rgba_keeps_alpha_and_gives_it_as_mask(comfy, checkpoint_name, tmp_path)
     # Load Image splits RGBA into RGB + mask (1 - alpha); Join Image with Alpha makes the RGBA IMAGE again.
     workflow["91"] = {"class_type": "JoinImageWithAlpha", "inputs": {"image": [load_id, 0], "alpha": [load_id, 1]}}
     node_of(workflow, COLORIZE)["inputs"]["image"] = ["91", 0]
-    node = colorize_id(workflow)
-    workflow["92"] = {"class_type": "MaskToImage", "inputs": {"mask": [node, 1]}}
-    workflow["93"] = {"class_type": "SaveImage", "inputs": {"images": ["92", 0], "filename_prefix": "test_mask"}}
-    history = run(comfy, workflow)
-    assert history["status"]["status_str"] == "success", history["status"]
-    images = {i["node"]: i for i in comfy.output_images(history)}
-    save_id = next(k for k, n in workflow.items() if n["class_type"] == "SaveImage" and k != "93")
-    result = read_png(comfy.view(images[save_id]["filename"]))
-    mask = read_png(comfy.view(images["93"]["filename"]))
+    result, mask = run_with_mask_saved(comfy, workflow)
     assert result.shape == source.shape[:2] + (4,)
     assert np.abs(result[..., 3].astype(int) - alpha).max() <= 1
     assert_luminance_kept(source, result)
@@ -229,14 +233,7 @@ def test_mask_input_is_passed_through(comfy, checkpoint_name, tmp_path):
     name = upload_array(comfy, tmp_path, np.dstack([source, alpha]), f"masked_{uuid.uuid4().hex[:6]}.png")
     workflow = small_workflow(comfy, checkpoint_name, name)
     load_id = next(k for k, n in workflow.items() if n["class_type"] == LOAD_IMAGE)
-    node = colorize_id(workflow)
     node_of(workflow, COLORIZE)["inputs"]["mask"] = [load_id, 1]  # RGB image + its mask (1 - alpha)
-    workflow["92"] = {"class_type": "MaskToImage", "inputs": {"mask": [node, 1]}}
-    workflow["93"] = {"class_type": "SaveImage", "inputs": {"images": ["92", 0], "filename_prefix": "test_mask"}}
-    history = run(comfy, workflow)
-    assert history["status"]["status_str"] == "success", history["status"]
-    images = {i["node"]: i for i in comfy.output_images(history)}
-    save_id = next(k for k, n in workflow.items() if n["class_type"] == "SaveImage" and k != "93")
-    assert read_png(comfy.view(images[save_id]["filename"])).shape == source.shape  # RGB in, RGB out
-    mask = read_png(comfy.view(images["93"]["filename"]))
+    result, mask = run_with_mask_saved(comfy, workflow)
+    assert result.shape == source.shape  # RGB in, RGB out
     assert np.abs(mask[..., 0].astype(int) - (255 - alpha.astype(int))).max() <= 1
