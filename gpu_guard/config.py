@@ -111,7 +111,8 @@ SETTINGS = (
     Setting("probe", _probe_spec, False, "memory sensor; read at start-up only"),
     Setting("pause_at", _number(0, 1, lo_open=True), True, "pause when the used ratio is >= this"),
     Setting("resume_at", _number(0, 1, lo_open=True), True, "resume when the used ratio is < this"),
-    Setting("poll_s", _number(0, 60, lo_open=True), True, "seconds between readings"),
+    # 0.05 s: a reading costs microseconds, but a faster poll only spins the thread; memory moves slower
+    Setting("poll_s", _number(0.05, 60), True, "seconds between readings (at least 0.05)"),
     Setting("max_held", _number(0, 1_000_000, integer=True), True,
             "prompts held while paused before /prompt answers 429; 0 = unbounded"),
     Setting("retry_after_s", _number(1, 3600, integer=True), True, "Retry-After of a 429"),

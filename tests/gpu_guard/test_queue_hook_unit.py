@@ -22,7 +22,7 @@ def item(number, prompt_id):
 def rig(tmp_path):
     probe = ProbeFile(tmp_path / "probe.json")
     probe.write_ratio(0.1)
-    guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": "0.02"})
+    guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": "0.05"})
     guard.start()
     queue = StandInPromptQueue()
     models = []

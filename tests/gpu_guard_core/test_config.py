@@ -35,8 +35,8 @@ def test_precedence_defaults_then_file_then_environment(tmp_path):
 @pytest.mark.parametrize("variable, value, allowed", [
     ("GPU_GUARD_PAUSE_AT", "1.5", "a number in (0, 1]"),
     ("GPU_GUARD_RESUME_AT", "0", "a number in (0, 1]"),
-    ("GPU_GUARD_POLL_S", "0", "a number in (0, 60]"),
-    ("GPU_GUARD_POLL_S", "fast", "a number in (0, 60]"),
+    ("GPU_GUARD_POLL_S", "0", "a number in [0.05, 60]"),
+    ("GPU_GUARD_POLL_S", "fast", "a number in [0.05, 60]"),
     ("GPU_GUARD_MAX_HELD", "-1", "an integer in [0, 1000000]"),
     ("GPU_GUARD_MAX_HELD", "2.5", "an integer in [0, 1000000]"),
     ("GPU_GUARD_HOLD_TIMEOUT_ACTION", "drop", "keep | fail"),
