@@ -255,19 +255,31 @@ class Guard:
         view["token_set"] = self._token is not None
         return view
 
+    # Serialises update_config (validate, write, apply) so that no concurrent change is lost or applied
+    # unvalidated; the guard's own lock is not held while the file is written. One guard per process.
+    _config_updates = threading.Lock()
+
     def update_config(self, partial: Mapping[str, Any]) -> tuple:
         """Validate and apply a partial update; persist it to the config file. Returns (config_view, errors);
-        with errors nothing is applied."""
-        with self._lock:
-            new, errors = config_module.validate_update(self.config, partial, self.pinned)
-            if errors:
-                return self.config_view(), errors
+        with errors nothing is applied. Blocks on the file write: call it off the event loop."""
+        with self._config_updates:
+            with self._lock:
+                new, errors = config_module.validate_update(self.config, partial, self.pinned)
+                if errors:
+                    return self.config_view(), errors
             if self.config_file:
                 try:
                     config_module.persist(self.config_file, {k: getattr(new, k) for k in partial})
                 except (OSError, ValueError) as e:
                     return self.config_view(), [f"could not save the settings to {self.config_file} ({e}); "
                                                 "nothing was changed - check the file and its folder"]
+            self._apply_config(new, partial)
+        self._wake.set()  # a new poll_s applies now
+        self._deliver()
+        return self.config_view(), []
+
+    def _apply_config(self, new: GuardConfig, partial: Mapping[str, Any]) -> None:
+        with self._lock:
             was_closed = self._gate_closed()
             self.config = self._policy.config = new
             transition = self._monitor.configure(new.pause_at, new.resume_at, new.sensor_failures,
@@ -278,9 +290,6 @@ class Guard:
             self._after_change(was_closed)
             self._bump()
             self._events.append(("gpu_guard.status", None))
-        self._wake.set()  # a new poll_s applies now
-        self._deliver()
-        return self.config_view(), []
 
     def check_token(self, token: Optional[str]) -> bool:
         """True when a token is configured and matches (constant-time)."""

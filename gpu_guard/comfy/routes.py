@@ -1,36 +1,25 @@
 """HTTP routes under /gpu_guard/ (ComfyUI adds the /api/ twin of every route it is given).
 
-POST config changes the guard, so it is accepted only from a loopback peer or with the token from
-GPU_GUARD_TOKEN sent as `Authorization: Bearer <token>`.
+POST config changes the guard: who may send it, and in what form, is in config_access. The update
+writes the config file, so it runs in the loop's executor, never on the event loop itself.
 """
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import json
 import logging
 
 from aiohttp import web
+
+from .config_access import bearer_token, content_type_refusal, write_refusal
 
 _log = logging.getLogger("gpu_guard.comfy")
 
 ROUTE_PREFIX = "/gpu_guard"
 
 
-def is_loopback(remote) -> bool:
-    if not remote:
-        return False
-    try:
-        return ipaddress.ip_address(remote.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def bearer_token(request):
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+def _errors(status: int, *messages: str):
+    return web.json_response({"errors": list(messages)}, status=status)
 
 
 class GuardRoutes:
@@ -62,21 +51,22 @@ class GuardRoutes:
         return web.json_response(self.guard.config_view())
 
     async def post_config(self, request):
-        if not (is_loopback(request.remote) or self.guard.check_token(bearer_token(request))):
-            return web.json_response(
-                {"errors": ["changing the VRAM guard's settings needs a loopback client or the token from "
-                            "GPU_GUARD_TOKEN as 'Authorization: Bearer <token>'"]}, status=403)
+        refusal = write_refusal(request.remote, request.headers, self.guard.config_view()["token_set"],
+                                self.guard.check_token(bearer_token(request.headers)))
+        if refusal:
+            return _errors(403, refusal)
+        refusal = content_type_refusal(request.headers.get("Content-Type"))
+        if refusal:
+            return _errors(415, refusal)
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return web.json_response({"errors": ["the body is not JSON; send an object such as "
-                                                 "{\"pause_at\": 0.9}"]}, status=400)
+            return _errors(400, "the body is not JSON; send an object such as {\"pause_at\": 0.9}")
         if not isinstance(body, dict):
-            return web.json_response({"errors": ["the body must be a JSON object of settings, e.g. "
-                                                 "{\"pause_at\": 0.9}"]}, status=400)
-        config, errors = self.guard.update_config(body)
+            return _errors(400, "the body must be a JSON object of settings, e.g. {\"pause_at\": 0.9}")
+        config, errors = await asyncio.get_running_loop().run_in_executor(None, self.guard.update_config, body)
         if errors:
-            return web.json_response({"errors": list(errors)}, status=400)
+            return _errors(400, *errors)
         _log.info("VRAM guard: settings changed over HTTP from %s: %s", request.remote, sorted(body))
         return web.json_response(config)
 

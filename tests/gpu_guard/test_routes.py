@@ -34,7 +34,8 @@ def test_config_post_validates_and_changes_nothing_on_error(drill, body, reason)
 
 def test_config_post_rejects_a_body_that_is_not_a_json_object(drill):
     for data in (b"not json", b"[1, 2]"):
-        response = drill.client.http.post(drill.client.url + "/gpu_guard/config", data=data, timeout=10)
+        response = drill.client.http.post(drill.client.url + "/gpu_guard/config", data=data, timeout=10,
+                                          headers={"Content-Type": "application/json"})
         assert response.status_code == 400
         assert response.json()["errors"][0].startswith("the body")
 
@@ -48,6 +49,29 @@ def test_config_post_applies_and_persists_to_the_user_directory(drill):
     # the new thresholds drive the hysteresis at once
     assert drill.read_ratio(0.88)["state"] == "running"
     assert drill.read_ratio(0.9)["state"] == "paused"
+
+
+def test_config_post_that_is_not_declared_json_is_refused_with_415(drill):
+    """A web page can POST text/plain to a loopback server without a CORS preflight."""
+    before = drill.config()
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        response = drill.client.http.post(drill.client.url + "/api/gpu_guard/config", data=b'{"pause_at": 0.9}',
+                                          headers={"Content-Type": content_type}, timeout=10)
+        assert response.status_code == 415
+        assert response.json()["errors"] == [
+            f"send the settings as a JSON object with 'Content-Type: application/json' (got '{content_type}')"]
+    assert drill.config() == before
+
+
+@pytest.mark.parametrize("header, value", [("X-Forwarded-For", "203.0.113.7"), ("Forwarded", "for=203.0.113.7"),
+                                           ("X-Real-IP", "203.0.113.7")])
+def test_config_post_relayed_by_a_proxy_gets_no_loopback_exemption(drill, header, value):
+    before = drill.config()
+    response = drill.client.post("/gpu_guard/config", {"pause_at": 0.9}, headers={header: value})
+    assert response.status_code == 403
+    error = response.json()["errors"][0]
+    assert f"came through a proxy ({header})" in error and "GPU_GUARD_TOKEN" in error
+    assert drill.config() == before
 
 
 def test_ready_follows_the_state(drill):
@@ -84,23 +108,23 @@ def _non_loopback_address():
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    """A server with GPU_GUARD_TOKEN and max_held pinned, listening on loopback and on this host's
-    other address so that a non-loopback client can be tried."""
+    """A server with GPU_GUARD_TOKEN and max_held pinned, listening on loopback and, where this host has
+    one, on its other address so that a non-loopback client can be tried (remote_url None otherwise)."""
     address = _non_loopback_address()
-    if address is None:
-        pytest.skip("this host has no non-loopback IPv4 address to try a remote client from")
     base = tmp_path_factory.mktemp("guard_secured")
     probe = ProbeFile(base / "probe.json")
     probe.write_ratio(0.1)
     env = guard_env(probe, GPU_GUARD_TOKEN=TOKEN, GPU_GUARD_MAX_HELD="3")
-    server = start_guarded_server(base / "server", "gpu_guard_secured", env,
-                                  extra_args=("--listen", f"127.0.0.1,{address}"))
-    yield GuardDrill(server, probe), f"http://{address}:{server.port}"
+    listen = f"127.0.0.1,{address}" if address else "127.0.0.1"
+    server = start_guarded_server(base / "server", "gpu_guard_secured", env, extra_args=("--listen", listen))
+    yield GuardDrill(server, probe), (f"http://{address}:{server.port}" if address else None)
     server.stop()
 
 
 def test_config_post_from_a_remote_client_needs_the_token(secured):
     drill, remote_url = secured
+    if remote_url is None:
+        pytest.skip("this host has no non-loopback IPv4 address to try a remote client from")
     url = remote_url + "/gpu_guard/config"
     assert requests.post(url, json={"pause_at": 0.95}, timeout=10).status_code == 403
     wrong = {"Authorization": "Bearer wrong"}
@@ -115,14 +139,27 @@ def test_config_post_from_a_remote_client_needs_the_token(secured):
     assert view["token_set"] is True and TOKEN not in json.dumps(view)
 
 
+def test_with_a_token_set_a_loopback_client_needs_it_too(secured):
+    """Behind a reverse proxy on the same host every client is loopback."""
+    drill, _remote = secured
+    before = drill.config()
+    response = drill.client.post("/gpu_guard/config", {"pause_at": 0.9})
+    assert response.status_code == 403
+    assert "loopback included" in response.json()["errors"][0]
+    assert drill.client.post("/gpu_guard/config", {"pause_at": 0.9},
+                             headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert drill.config() == before
+
+
 def test_pinned_setting_is_read_only_over_http_and_settings_survive_a_restart(secured):
     drill, _remote = secured
     assert {"max_held", "probe", "poll_s"} <= set(drill.config()["pinned"])
-    response = drill.client.post("/gpu_guard/config", {"max_held": 5})
+    authorized = {"Authorization": f"Bearer {TOKEN}"}
+    response = drill.client.post("/gpu_guard/config", {"max_held": 5}, headers=authorized)
     assert response.status_code == 400
     assert "GPU_GUARD_MAX_HELD" in response.json()["errors"][0]
 
-    drill.set_config(resume_at=0.55)  # loopback: no token needed
+    assert drill.client.post("/gpu_guard/config", {"resume_at": 0.55}, headers=authorized).status_code == 200
     drill.client.restart()
     config = drill.config()
     assert config["resume_at"] == 0.55, "a setting changed over HTTP must survive a restart"
