@@ -122,12 +122,18 @@ SETTINGS = (
     Setting("fast_lane", _boolean, True, "while paused, run prompts whose estimate fits in free memory"),
     Setting("fast_lane_margin", _number(0, 10), True,
             "headroom added to a prompt's estimate, as a fraction of it"),
+    Setting("fast_lane_max_overtake_s", _number(0, 7 * 86400), True,
+            "once the first held prompt has waited this long, the fast lane lets nothing overtake it; "
+            "0 = no limit"),
     Setting("sensor_failures", _number(1, 1000, integer=True), True,
             "consecutive failed readings before the sensor policy applies"),
     Setting("sensor_policy", _choice("open", "closed"), True,
             "with a failing sensor: open = admit (loud warning), closed = hold"),
     Setting("free_on_hold", _boolean, True,
-            "when held and idle, ask ComfyUI once per hold episode to release its models"),
+            "when held and idle, ask ComfyUI to release its idle models (again after a prompt ran)"),
+    Setting("idle_unload_s", _number(0, 7 * 86400), True,
+            "release this ComfyUI's idle models after this many seconds without a prompt; 0 = never "
+            "(for GPUs shared by several servers)"),
     Setting("alert_held_s", _number(0, 7 * 86400), True,
             "warn when a prompt is held longer than this; 0 = never"),
 )
@@ -147,9 +153,11 @@ class GuardConfig:
     hold_timeout_action: str = "keep"
     fast_lane: bool = True
     fast_lane_margin: float = 0.25
+    fast_lane_max_overtake_s: float = 60.0
     sensor_failures: int = 3
     sensor_policy: str = "open"
     free_on_hold: bool = True
+    idle_unload_s: float = 0.0
     alert_held_s: float = 300.0
 
     def as_dict(self) -> dict:

@@ -1,9 +1,16 @@
-"""Peak-memory estimators for the fast lane, registered per node class by node packs.
+"""Peak-memory estimators for the fast lane.
 
-register("MyNode", fn) with fn(node_inputs, prompt) -> bytes or None (None: cannot tell). A prompt's
-estimate is the sum over its nodes (conservative: ComfyUI may keep one node's model loaded while the
-next runs). A node without an estimator, or whose estimator cannot tell, makes the whole prompt
-unknown, and an unknown prompt is never fast-laned.
+The contract for node packs: a node class may define an optional classmethod
+
+    @classmethod
+    def VRAM_ESTIMATE(cls, inputs, prompt) -> int | None   # peak device bytes; None: cannot tell
+
+read through ComfyUI's `nodes.NODE_CLASS_MAPPINGS` (the adapter installs that lookup with
+set_class_lookup), so any pack can take part without importing this one. `register(class_type, fn)`
+keeps a table for classes that cannot carry the attribute (ComfyUI's own nodes); the class attribute
+wins. A prompt's estimate is the sum over its nodes (conservative: ComfyUI may keep one node's model
+loaded while the next runs). A node without an estimate, or whose estimate cannot tell, makes the
+whole prompt unknown, and an unknown prompt is never fast-laned.
 """
 from __future__ import annotations
 
@@ -18,8 +25,30 @@ Estimator = Callable[[Mapping[str, Any], Mapping[str, Any]], Optional[int]]
 # ComfyUI core nodes that only touch files and system memory.
 CPU_ONLY_NODES = ("LoadImage", "LoadImageMask", "SaveImage", "PreviewImage")
 
+ATTRIBUTE = "VRAM_ESTIMATE"
+
 _lock = threading.Lock()
 _registry: dict = {}
+_class_lookup: Callable[[str], Any] = lambda class_type: None
+
+
+def set_class_lookup(lookup: Optional[Callable[[str], Any]]) -> None:
+    """lookup(class_type) -> the node class or None (the adapter: ComfyUI's NODE_CLASS_MAPPINGS.get)."""
+    global _class_lookup
+    _class_lookup = lookup or (lambda class_type: None)
+
+
+def _estimator_of(class_type: str) -> Optional[Callable]:
+    try:
+        node_class = _class_lookup(class_type)
+    except Exception:  # noqa: BLE001 - a broken lookup only costs the fast lane
+        log.exception("VRAM guard: looking up node class %s failed", class_type)
+        node_class = None
+    fn = getattr(node_class, ATTRIBUTE, None) if node_class is not None else None
+    if callable(fn):
+        return fn
+    with _lock:
+        return _registry.get(class_type)
 
 
 def register(class_type: str, fn: Estimator) -> None:
@@ -43,8 +72,7 @@ def registered() -> tuple:
 
 
 def estimate_node(class_type: str, inputs: Mapping[str, Any], prompt: Mapping[str, Any]) -> Optional[int]:
-    with _lock:
-        fn = _registry.get(class_type)
+    fn = _estimator_of(class_type)
     if fn is None:
         return None
     try:

@@ -10,6 +10,7 @@ guard's lock is released, and must not block.
 """
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import threading
@@ -18,17 +19,27 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from . import config as config_module
 from .config import GuardConfig
+from .episodes import HoldEpisode
 from .metrics import GuardMetrics
 from .monitor import PAUSED, RUNNING, Monitor, Transition
-from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, Admission, HeldPrompt, Policy, QueueEntry,
-                     Verdict)
-from .probes import ProbeError, make_probe
+from .pending import NOTHING_PENDING, Pending, as_pending
+from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, RUN_NORMAL, Admission, HeldPrompt, PassResult,
+                     Policy, QueueEntry, Verdict)
+from .probes import ProbeError, Reading, make_probe
 
-__all__ = ["Admission", "FAIL", "Guard", "HOLD", "LANE_FAST", "LANE_NORMAL", "QueueEntry", "RUN", "Verdict"]
+__all__ = ["Admission", "FAIL", "Guard", "HOLD", "LANE_FAST", "LANE_NORMAL", "PassResult", "QueueEntry", "RUN",
+           "Verdict"]
 
 log = logging.getLogger("gpu_guard")
 
 OFF = "off"
+
+# While paused, readings come at least this often: the resume is what users wait for.
+PAUSED_POLL_S = 0.1
+# "gpu_guard.held" goes out at most this often; the last state wins (a burst of puts is one event).
+HELD_EVENT_INTERVAL_S = 0.25
+# After a prompt ran during a hold episode, the reclaim may be asked again, but not more often than this.
+RECLAIM_REARM_S = 5.0
 
 
 class Guard:
@@ -50,14 +61,24 @@ class Guard:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._version = 0
-        self._free_asked = False
-        self._pending: Sequence[QueueEntry] = ()  # the adapter's last pending list, for the next pause
+        self._idle_models: Callable[[], int] = lambda: 0
+        self._idle_models_failed = False
+        self._reclaim_at: Optional[float] = None  # monotonic time of this episode's last reclaim
+        self._ran_since_reclaim = False
+        self._pending: Pending = NOTHING_PENDING  # the adapter's last view of the queue
+        self._pending_dirty = False  # the held set has not seen the last view yet
+        self._episode = HoldEpisode()
+        self._held_event_at = float("-inf")
+        self._held_event_due = False
+        self._unguarded = {"active": False, "since": None, "error": None, "count": 0}
         self._subscribers: list = []
+        self._event_subscribers: list = []
         self._events: list = []  # collected under the lock, delivered after it is released
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.metrics.state.state(self.state)
+        self.metrics.observe_config(config)
         if probe_note:
             log.warning("VRAM guard probe: %s", probe_note)
 
@@ -69,6 +90,12 @@ class Guard:
         source = config_module.load(config_file, environ)
         probe, note = make_probe(source.config.probe, device_index)
         return cls(source.config, probe, note, pinned=source.pinned, config_file=config_file, token=source.token)
+
+    def set_idle_models_source(self, idle_models: Callable[[], int]) -> None:
+        """`idle_models()` -> bytes held by this ComfyUI's loaded models on the guarded device. Called at
+        each reading; the guard decides only while the worker is idle, so every loaded model is evictable
+        by ComfyUI itself and does not count as pressure."""
+        self._idle_models = idle_models
 
     # -- poll thread ---------------------------------------------------------------------------------
 
@@ -95,45 +122,86 @@ class Guard:
         """Wake the poll thread so it measures now (e.g. after ComfyUI released its memory)."""
         self._wake.set()
 
+    def poll_interval(self) -> float:
+        """poll_s, or at most PAUSED_POLL_S while paused (probe reads cost microseconds)."""
+        poll_s = self.config.poll_s
+        return min(poll_s, PAUSED_POLL_S) if self._gate_closed() else poll_s
+
     def _run(self) -> None:
+        next_poll = time.monotonic() + self.poll_interval()
         while not self._stop.is_set():
-            self._wake.wait(self.config.poll_s)
+            wait = max(0.0, next_poll - time.monotonic())
+            if self._held_event_due:
+                wait = min(wait, max(0.0, self._held_event_at + HELD_EVENT_INTERVAL_S - self._monotonic()))
+            woken = self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
-                self.poll_once()
+                if woken or time.monotonic() >= next_poll:
+                    self.poll_once()
+                    next_poll = time.monotonic() + self.poll_interval()
+                self.flush_events()
             except Exception:  # noqa: BLE001 - the poll thread must outlive any bug
                 log.exception("VRAM guard poll failed unexpectedly")
 
+    def _measure(self) -> Reading:
+        reading = self._probe.read()
+        try:
+            idle = int(self._idle_models() or 0)
+            self._idle_models_failed = False
+        except Exception:  # noqa: BLE001 - the reading stands without the refinement
+            if not self._idle_models_failed:
+                log.exception("VRAM guard: could not measure ComfyUI's idle models; counting them as pressure")
+            self._idle_models_failed, idle = True, 0
+        idle = max(0, min(idle, reading.used_bytes - reading.reclaimable_bytes))
+        return dataclasses.replace(reading, idle_models_bytes=idle) if idle else reading
+
     def poll_once(self) -> None:
-        """Take one reading now and update the state (what the poll thread does every poll_s)."""
+        """Take one reading now and update the state (what the poll thread does every poll interval)."""
         if self._probe is None:
             return
         reading, error = None, None
         try:
-            reading = self._probe.read()
+            reading = self._measure()
         except ProbeError as e:
             error = str(e)
         except Exception as e:  # noqa: BLE001 - a sensor bug counts as a sensor failure
             error = f"{type(e).__name__}: {e}"
         with self._lock:
             was_closed = self._gate_closed()
+            was_failing = self._monitor.sensor_failing
             if error is None:
                 self.metrics.observe_reading(reading)
                 transition = self._monitor.observe(reading)
+                if was_failing:
+                    self._op("sensor_recovered", "the sensor reads again")
             else:
                 self.metrics.sensor_errors.inc()
                 transition = self._monitor.observe_failure(error, self._wall())
                 if self._monitor.consecutive_failures == self.config.sensor_failures:
-                    self._alert("sensor_failing", f"sensor failed {self.config.sensor_failures} polls in a row: "
-                                f"{error}; policy {self.config.sensor_policy}")
+                    message = (f"sensor failed {self.config.sensor_failures} polls in a row: {error}; "
+                               f"policy {self.config.sensor_policy}")
+                    self._alert("sensor_failing", message)
+                    self._op("sensor_failure", message, error=error,
+                             consecutive=self._monitor.consecutive_failures)
+            self.metrics.sensor_failing.set(1 if self._monitor.sensor_failing else 0)
             if transition:
                 self._on_transition(transition)
             self._after_change(was_closed)
+            self._sync_held()
             self._check_overdue()
             if self._policy.held:  # a fresh reading may open the fast lane for a held prompt
                 self._bump()
+        self._deliver()
+
+    def flush_events(self) -> None:
+        """Send a "gpu_guard.held" event that was held back by the rate limit, once it is due."""
+        if not self._held_event_due:
+            return
+        with self._lock:
+            self._sync_held()
+            self._emit_held_if_due(self._monotonic())
         self._deliver()
 
     # -- state ---------------------------------------------------------------------------------------
@@ -160,32 +228,46 @@ class Guard:
     # -- the queue hook --------------------------------------------------------------------------------
 
     def decide(self, entry: QueueEntry) -> Verdict:
-        """Decide for one pending entry. Call it for the queue's entries in priority order and run the
-        first RUN; a FAIL entry must be removed from the queue and recorded as failed with the message."""
+        """Decide for one entry on its own (tests, simple callers). The queue hook uses decide_pass."""
         with self._lock:
+            now = self._monotonic()
             verdict, left, joined = self._policy.decide(
-                entry, self._monotonic(), self._gate_closed(), self._monitor.reading,
+                entry, now, self._gate_closed(), self._monitor.reading,
                 by_pressure=not self._monitor.sensor_failing)
-            if verdict.kind == RUN:
-                self.metrics.admitted_in(verdict.lane).inc()
-            elif verdict.kind == FAIL:
-                self.metrics.failed.inc()
-                log.warning("VRAM guard failed prompt %s: %s", entry.prompt_id, verdict.message)
-            if verdict.lane == LANE_FAST:
-                log.info("VRAM guard fast lane: prompt %s (estimate %d bytes) runs while paused",
-                         entry.prompt_id, verdict.estimated_bytes)
+            self._count_verdict(entry.prompt_id, verdict)
             self._held_changed(left=[left] if left else [], joined=[joined] if joined else [])
         self._deliver()
         return verdict
 
-    def note_pending(self, entries: Sequence[QueueEntry]) -> None:
-        """Tell the guard the whole pending list (priority order) so it can track the held set,
-        positions and waited times; emits "gpu_guard.held" when the set or order changes."""
+    def decide_pass(self, first: QueueEntry, pending: Callable[[], Pending]) -> PassResult:
+        """One decision pass of the worker, against one reading of the gate: with the gate open the
+        heap's first prompt runs; with it closed, prompts past the hold timeout fail and at most one
+        held prompt runs in the fast lane. `pending()` views the whole queue (gpu_guard.pending); it is
+        called only with the gate closed, while the caller still holds the queue's mutex."""
         with self._lock:
-            self._pending = entries
-            if self._gate_closed():
-                changed, left, joined = self._policy.sync(entries, self._monotonic())
-                self._held_changed(left, joined, changed)
+            if not self._gate_closed():
+                self._count_verdict(first.prompt_id, RUN_NORMAL)
+                return PassResult(run=first.prompt_id, verdict=RUN_NORMAL)
+            self._pending, self._pending_dirty = pending(), True
+            self._sync_held()
+            result, left = self._policy.closed_pass(self._monotonic(), self._monitor.reading,
+                                                    by_pressure=not self._monitor.sensor_failing)
+            for prompt_id, verdict in result.fails:
+                self._count_verdict(prompt_id, verdict)
+            if result.run is not None:
+                self._count_verdict(result.run, result.verdict)
+            self._held_changed(left=left, joined=[])
+        self._deliver()
+        return result
+
+    def note_pending(self, pending) -> None:
+        """Tell the guard the pending prompts (a gpu_guard.pending view or a list of QueueEntry) at
+        every queue change, so it can track the held set, positions and waited times. While paused a
+        put costs one set update (no sort), and "gpu_guard.held" goes out at most every
+        HELD_EVENT_INTERVAL_S with the latest set."""
+        with self._lock:
+            self._pending, self._pending_dirty = as_pending(pending), True
+            self._sync_held()
         self._deliver()
 
     def admission(self, held_count: int) -> Admission:
@@ -194,26 +276,72 @@ class Guard:
             answer = self._policy.admission(held_count, self._gate_closed(), self._why_closed())
             if not answer.accept:
                 self.metrics.rejected.inc()
-            return answer
+                self._op("rejected", answer.message, held=held_count, max_held=self.config.max_held,
+                         retry_after_s=answer.retry_after_s)
+        self._deliver()
+        return answer
 
     def should_request_free(self) -> bool:
-        """True once per hold episode: the adapter, when nothing runs and ComfyUI has models loaded,
-        asks ComfyUI to free its memory and then calls request_poll()."""
+        """True when the adapter, with nothing running, should ask ComfyUI to release its idle models:
+        once per hold episode, and again after a prompt ran during it (at most every RECLAIM_REARM_S)."""
         with self._lock:
-            if (not self.config.free_on_hold or self._free_asked or not self._gate_closed()
-                    or self._monitor.sensor_failing or not self._policy.held):
+            if (not self.config.free_on_hold or not self._gate_closed() or self._monitor.sensor_failing
+                    or not self._policy.held):
                 return False
-            self._free_asked = True
-            self.metrics.free_requests.inc()
-            log.info("VRAM guard: prompts held while idle; asking ComfyUI to release its memory")
-            return True
+            now = self._monotonic()
+            if self._reclaim_at is not None and not (self._ran_since_reclaim
+                                                     and now - self._reclaim_at >= RECLAIM_REARM_S):
+                return False
+            self._reclaim_at, self._ran_since_reclaim = now, False
+            self.metrics.reclaims.inc()
+            log.info("VRAM guard: prompts held while idle; asking ComfyUI to release its idle models")
+            self._op("reclaim", "prompts held and nothing running: released ComfyUI's idle models",
+                     action="unload_models")
+        self._deliver()
+        return True
+
+    def note_idle_unload(self, idle_s: float) -> None:
+        """The adapter released ComfyUI's idle models after idle_unload_s without a prompt."""
+        with self._lock:
+            self.metrics.reclaims.inc()
+            log.info("VRAM guard: no prompt for %.0f s; released ComfyUI's idle models (idle_unload_s)", idle_s)
+            self._op("reclaim", f"no prompt for {idle_s:.0f} s (idle_unload_s={self.config.idle_unload_s:g})",
+                     action="idle_unload")
+        self._deliver()
+
+    def note_unguarded(self, error: str) -> None:
+        """The queue hook failed and ComfyUI's own get dispatched a prompt without the guard."""
+        with self._lock:
+            state = self._unguarded
+            if not state["active"]:
+                state.update(active=True, since=self._wall())
+                self._events.append(("gpu_guard.status", None))
+                self._bump()
+            state["error"] = error
+            state["count"] += 1
+            self.metrics.unguarded.set(1)
+            self._op("unguarded", f"the queue hook failed; ComfyUI's own get ran instead: {error}", error=error)
+        self._deliver()
+
+    def note_guarded(self) -> None:
+        """The queue hook works again after a fallback (cheap when nothing failed)."""
+        if not self._unguarded["active"]:
+            return
+        with self._lock:
+            self._unguarded.update(active=False, since=None)
+            self.metrics.unguarded.set(0)
+            self._events.append(("gpu_guard.status", None))
+            self._bump()
+        self._deliver()
 
     # -- reporting -------------------------------------------------------------------------------------
 
     def status(self) -> dict:
         """The status object of the HTTP contract (docs/ARCHITECTURE.md)."""
         with self._lock:
+            self._sync_held()
             m = self._monitor
+            now = self._monotonic()
             return {
                 "state": self.state,
                 "probe": {"name": self._probe.name if self._probe else "off", "ok": m.error is None,
@@ -222,7 +350,10 @@ class Guard:
                           "policy": self.config.sensor_policy, "note": self._probe_note},
                 "reading": m.reading.as_dict() if m.reading else None,
                 "thresholds": {"pause_at": self.config.pause_at, "resume_at": self.config.resume_at},
-                "held": self._policy.held_list(self._monotonic()),
+                "held": self._policy.held_list(now),
+                "pending": len(self._pending),
+                "hold_episode": self._episode.as_dict(now),
+                "unguarded": dict(self._unguarded),
                 "transitions": [t.as_dict() for t in m.transitions],
                 "history": m.history(),
                 "config": self.config_view(),
@@ -234,8 +365,12 @@ class Guard:
             state = self.state
             if state == OFF:
                 return True, "guard off: " + (self._probe_note or "disabled by the enabled setting")
+            unguarded = (f"; prompts run UNGUARDED: the queue hook failed ({self._unguarded['error']})"
+                         if self._unguarded["active"] else "")
             if state == PAUSED:
-                return False, "paused: " + self._why_closed()
+                return False, "paused: " + self._why_closed() + unguarded
+            if unguarded:
+                return True, "running" + unguarded
             if self._monitor.sensor_failing:
                 return True, f"running unguarded: sensor failing ({self._monitor.error}), policy open"
             return True, "running"
@@ -243,14 +378,16 @@ class Guard:
     def metrics_text(self) -> tuple:
         """(body bytes, content type) in Prometheus text format from the guard's own registry."""
         with self._lock:
+            self._sync_held()
             self.metrics.held.set(len(self._policy.held))
+            self.metrics.pending.set(len(self._pending))
         return self.metrics.text()
 
     # -- settings --------------------------------------------------------------------------------------
 
     def config_view(self) -> dict:
         """Current settings plus "pinned": names fixed by environment variables (the token is never shown)."""
-        view = self.config.as_dict()
+        view = config_module.public_view(self.config)
         view["pinned"] = sorted(self.pinned)
         view["token_set"] = self._token is not None
         return view
@@ -286,7 +423,9 @@ class Guard:
                                                  new.sensor_policy, at=self._wall())
             if transition:
                 self._on_transition(transition)
-            log.info("VRAM guard settings changed: %s", {k: getattr(new, k) for k in partial})
+            changed = {k: config_module.shown_value(k, getattr(new, k)) for k in partial}
+            log.info("VRAM guard settings changed: %s", changed)
+            self._op("config_change", "settings changed: " + ", ".join(sorted(changed)), changed=changed)
             self._after_change(was_closed)
             self._bump()
             self._events.append(("gpu_guard.status", None))
@@ -302,13 +441,22 @@ class Guard:
     def subscribe(self, callback: Callable[[str, dict], None]) -> Callable[[], None]:
         """callback(event, payload) for "gpu_guard.status", "gpu_guard.held", "gpu_guard.alert";
         returns a function that unsubscribes."""
+        return self._add_subscriber(self._subscribers, callback)
+
+    def subscribe_events(self, callback: Callable[[dict], None]) -> Callable[[], None]:
+        """callback(event) for every operational event (docs/gpu_guard_core_api.md: pause, resume,
+        hold_start, hold_end, rejected, hold_timeout, reclaim, sensor_failure, sensor_recovered,
+        config_change, fast_lane, unguarded); returns a function that unsubscribes."""
+        return self._add_subscriber(self._event_subscribers, callback)
+
+    def _add_subscriber(self, subscribers: list, callback) -> Callable[[], None]:
         with self._lock:
-            self._subscribers.append(callback)
+            subscribers.append(callback)
 
         def unsubscribe() -> None:
             with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
+                if callback in subscribers:
+                    subscribers.remove(callback)
 
         return unsubscribe
 
@@ -329,47 +477,96 @@ class Guard:
         self._version += 1
         self._cond.notify_all()
 
+    def _count_verdict(self, prompt_id: str, verdict: Verdict) -> None:
+        if verdict.kind == RUN:
+            self.metrics.admitted_in(verdict.lane).inc()
+            if self._gate_closed():
+                self._ran_since_reclaim = True
+        elif verdict.kind == FAIL:
+            self.metrics.failed.inc()
+            log.warning("VRAM guard failed prompt %s: %s", prompt_id, verdict.message)
+            self._op("hold_timeout", verdict.message, prompt_id=prompt_id)
+        if verdict.lane == LANE_FAST:
+            log.info("VRAM guard fast lane: prompt %s (estimate %d bytes) runs while paused",
+                     prompt_id, verdict.estimated_bytes)
+            self._op("fast_lane", f"estimate {verdict.estimated_bytes} bytes keeps the pressure under "
+                     f"pause_at", prompt_id=prompt_id, estimated_bytes=verdict.estimated_bytes)
+
     def _on_transition(self, transition: Transition) -> None:
         self.metrics.transitions.labels(transition.after).inc()
         if transition.after == RUNNING:
-            self._free_asked = False  # a new hold episode may ask again
+            self._reclaim_at = None  # a new hold episode may ask again
+        self._op("pause" if transition.after == PAUSED else "resume", transition.reason,
+                 **{"from": transition.before, "to": transition.after, "ratio": transition.ratio})
         self._events.append(("gpu_guard.status", None))
         self._bump()
 
     def _after_change(self, was_closed: bool) -> None:
         """Keep metrics and the held set in step with the gate after a transition or a settings change."""
         self.metrics.state.state(self.state)
+        self.metrics.observe_config(self.config)
         if was_closed and not self._gate_closed():
-            self._held_changed(left=self._policy.release_all(), joined=[])
-        elif not was_closed and self._gate_closed() and self._pending:
+            self._held_changed(left=self._policy.release_all(), joined=[], urgent=True)
+        elif not was_closed and self._gate_closed():
             # the prompts already waiting are held from now on, before the worker looks again
-            _, left, joined = self._policy.sync(self._pending, self._monotonic())
-            self._held_changed(left, joined, changed=True)
+            self._pending_dirty = True
+            self._sync_held(urgent=True)
         if was_closed != self._gate_closed():
             self._events.append(("gpu_guard.status", None))
             self._bump()
 
-    def _held_changed(self, left: Sequence[HeldPrompt], joined: Sequence[HeldPrompt], changed: bool = False):
+    def _sync_held(self, urgent: bool = False) -> None:
+        """Bring the held set up to the adapter's last view of the queue (gate closed only)."""
+        if not self._pending_dirty or not self._gate_closed():
+            return
+        self._pending_dirty = False
+        pending = self._pending
+        changed, left, joined = self._policy.sync(pending.ids(), pending.entry, self._monotonic())
+        self._held_changed(left, joined, changed, urgent=urgent)
+
+    def _held_changed(self, left: Sequence[HeldPrompt], joined: Sequence[HeldPrompt], changed: bool = False,
+                      urgent: bool = False):
         if not (changed or left or joined):
             return  # the common case while holding: keep the worker's hook cheap
         now = self._monotonic()
-        for held in left:
-            self.metrics.hold_wait.observe(max(0.0, now - held.since))
+        waits = [max(0.0, now - held.since) for held in left]
+        for wait in waits:
+            self.metrics.hold_wait.observe(wait)
         self.metrics.held_total.inc(len(joined))
         self.metrics.held.set(len(self._policy.held))
-        self._events.append(("gpu_guard.held", None))
+        for kind, fields in self._episode.update(len(joined), waits, len(self._policy.held), now):
+            self._op(kind, "prompts held while GPU memory pressure is high" if kind == "hold_start"
+                     else "no prompt is held any more", **fields)
+        self._held_event_due = True
+        if urgent:
+            self._held_event_at = float("-inf")
+        self._emit_held_if_due(now)
         self._bump()
+
+    def _emit_held_if_due(self, now: float) -> None:
+        if self._held_event_due and now - self._held_event_at >= HELD_EVENT_INTERVAL_S:
+            self._held_event_due = False
+            self._held_event_at = now
+            self._events.append(("gpu_guard.held", None))
 
     def _check_overdue(self) -> None:
         now = self._monotonic()
         for held in self._policy.overdue(now):
             self._alert("held_too_long", f"prompt {held.prompt_id} held for {now - held.since:.0f} s "
-                        f"waiting for GPU memory below {self.config.resume_at * 100:.0f} %",
+                        f"waiting for GPU memory pressure below {self.config.resume_at * 100:.0f} %",
                         prompt_id=held.prompt_id)
 
     def _alert(self, kind: str, message: str, **extra) -> None:
         log.warning("VRAM guard alert (%s): %s", kind, message)
         self._events.append(("gpu_guard.alert", {"kind": kind, "message": message, **extra}))
+
+    def _op(self, kind: str, reason: Optional[str], **fields) -> None:
+        """Queue one operational event for subscribe_events (built now: it records this moment)."""
+        if not self._event_subscribers:
+            return
+        reading = self._monitor.reading
+        self._events.append(("gpu_guard.event", {"kind": kind, "at": self._wall(), "reason": reason or "",
+                                                 "reading": reading.as_dict() if reading else None, **fields}))
 
     def _deliver(self) -> None:
         """Send the collected events, outside the lock; payloads are built once per batch."""
@@ -379,7 +576,7 @@ class Guard:
             events, self._events = self._events, []
             if not events:
                 return
-            subscribers = list(self._subscribers)
+            subscribers, event_subscribers = list(self._subscribers), list(self._event_subscribers)
             payloads, seen = [], set()
             for name, payload in events:
                 if payload is None:
@@ -390,8 +587,9 @@ class Guard:
                         {"held": self._policy.held_list(self._monotonic())}
                 payloads.append((name, payload))
         for name, payload in payloads:
-            for callback in subscribers:
+            targets = event_subscribers if name == "gpu_guard.event" else subscribers
+            for callback in targets:
                 try:
-                    callback(name, payload)
+                    callback(payload) if name == "gpu_guard.event" else callback(name, payload)
                 except Exception:  # noqa: BLE001 - a listener never breaks the guard
                     log.exception("VRAM guard event listener failed on %s", name)

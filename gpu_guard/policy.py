@@ -1,13 +1,15 @@
 """Per-prompt admission: hold or run, the bounded hold queue, the fast lane and the hold timeout.
 
 Pure bookkeeping: the guard passes in the time, the last reading and whether the gate is closed,
-and serialises the calls under its lock.
+and serialises the calls under its lock. The held set is a dict keyed by prompt id; its priority
+order (ComfyUI's (number, prompt id)) is computed only when someone asks for it, so a burst of
+prompts while paused costs a set update per queue change, not a sort.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
 
 from . import estimators
 from .config import GuardConfig
@@ -18,12 +20,11 @@ HOLD = "hold"
 FAIL = "fail"
 
 LANE_NORMAL = "normal"  # the guard is running (or off): nothing to hold
-LANE_FAST = "fast"  # paused, but the prompt's estimated peak fits in the free memory
+LANE_FAST = "fast"  # paused, but the prompt's estimated peak keeps the pressure under pause_at
 
 
 class QueueEntry(NamedTuple):
-    """One pending prompt as the adapter sees it in ComfyUI's queue (a tuple: built for every pending
-    prompt at every wake-up of the worker, so it must be cheap)."""
+    """One pending prompt as the adapter sees it in ComfyUI's queue (a tuple, cheap to build)."""
 
     prompt_id: str
     number: float  # ComfyUI's queue number (front-of-queue prompts have negative numbers)
@@ -41,7 +42,8 @@ class Verdict:
     estimated_bytes: Optional[int] = None  # the prompt's estimate when one was made
 
 
-_RUN_NORMAL = Verdict(RUN, LANE_NORMAL)
+RUN_NORMAL = Verdict(RUN, LANE_NORMAL)
+HOLD_ALL = Verdict(HOLD)
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,14 @@ class HeldPrompt:
     number: float
     client_id: Optional[str]
     since: float  # monotonic time it entered the held set
-    prompt: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    prompt: Mapping[str, Any] = field(repr=False, default_factory=dict)  # dropped with the HeldPrompt
     estimated: bool = False
     estimated_bytes: Optional[int] = None
     alerted: bool = False
-    hold_verdict: Optional["Verdict"] = None  # built once: the hook asks again at every wake-up
+
+    @property
+    def priority(self) -> tuple:
+        return (self.number, self.prompt_id)
 
     def estimate(self) -> Optional[int]:
         if not self.estimated:  # estimators may be costly; a prompt's graph never changes
@@ -78,68 +83,155 @@ class HeldPrompt:
         return self.estimated_bytes
 
 
+@dataclass
+class PassResult:
+    """The outcome of one decision pass over the pending prompts, against one gate reading."""
+
+    run: Optional[str] = None  # prompt id to pop and execute
+    verdict: Verdict = HOLD_ALL  # the run's verdict (lane, estimate)
+    fails: list = field(default_factory=list)  # [(prompt id, Verdict)] to end as errors, in order
+
+
 def _percent(value: float) -> str:
     return f"{value * 100:.0f} %"
+
+
+def _held_from(entry: QueueEntry, now: float) -> HeldPrompt:
+    return HeldPrompt(entry.prompt_id, entry.number, entry.client_id, now, entry.prompt)
 
 
 class Policy:
     def __init__(self, config: GuardConfig):
         self.config = config
-        self.held: dict = {}  # prompt_id -> HeldPrompt, in priority order
+        self.held: dict = {}  # prompt_id -> HeldPrompt (any order; see ordered())
+        self._ordered: Optional[list] = None  # priority order, rebuilt after a membership change
         self._fast_reading: Optional[Reading] = None  # the reading the last fast-lane run relied on
+        self._checked_reading: Optional[Reading] = None  # the reading the prompts in _checked failed
+        self._checked: set = set()
 
-    def sync(self, entries: Sequence[QueueEntry], now: float) -> tuple:
-        """Make the held set the pending entries (the gate is closed). Returns (changed, left, joined)."""
-        previous = self.held
-        if [e.prompt_id for e in entries] == list(previous):
+    # -- the held set ------------------------------------------------------------------------------
+
+    def _add(self, held: HeldPrompt) -> None:
+        self.held[held.prompt_id] = held
+        self._ordered = None
+
+    def _remove(self, prompt_id: str) -> HeldPrompt:
+        self._ordered = None
+        return self.held.pop(prompt_id)
+
+    def ordered(self) -> list:
+        """The held prompts in ComfyUI's priority order."""
+        if self._ordered is None:
+            self._ordered = sorted(self.held.values(), key=lambda h: h.priority)
+        return self._ordered
+
+    def head(self) -> Optional[HeldPrompt]:
+        ordered = self.ordered()
+        return ordered[0] if ordered else None
+
+    def sync(self, prompt_ids: Iterable[str], entry_of: Callable[[str], QueueEntry], now: float) -> tuple:
+        """Make the held set the pending prompts (the gate is closed): `prompt_ids` are the queued
+        ids in any order, `entry_of(id)` builds the entry of a new one. Returns (changed, left, joined)."""
+        pending = set(prompt_ids)
+        held = self.held
+        if len(pending) == len(held) and pending.issuperset(held):
             return False, [], []  # the usual wake-up: nothing moved
-        self.held = {}
+        left = [self._remove(pid) for pid in [pid for pid in held if pid not in pending]]
         joined = []
-        for e in entries:
-            held = previous.get(e.prompt_id)
-            if held is None:
-                held = HeldPrompt(e.prompt_id, e.number, e.client_id, now, e.prompt)
-                joined.append(held)
-            self.held[e.prompt_id] = held
-        left = [h for pid, h in previous.items() if pid not in self.held]
+        for pid in pending.difference(held):
+            prompt = _held_from(entry_of(pid), now)
+            self._add(prompt)
+            joined.append(prompt)
         return True, left, joined
 
     def release_all(self) -> list:
-        released, self.held = list(self.held.values()), {}
+        released, self.held, self._ordered = list(self.held.values()), {}, None
+        self._checked = set()
         return released
+
+    # -- decisions -----------------------------------------------------------------------------------
 
     def decide(self, entry: QueueEntry, now: float, gate_closed: bool, reading: Optional[Reading],
                by_pressure: bool) -> tuple:
-        """(Verdict, HeldPrompt that left the held set or None, HeldPrompt that joined or None)."""
+        """One entry on its own: (Verdict, HeldPrompt that left the held set or None, HeldPrompt that
+        joined or None)."""
         if not gate_closed:
-            return _RUN_NORMAL, None, None
+            return RUN_NORMAL, None, None
         joined = None
         held = self.held.get(entry.prompt_id)
         if held is None:
-            held = joined = HeldPrompt(entry.prompt_id, entry.number, entry.client_id, now, entry.prompt)
-            self.held[entry.prompt_id] = held
+            held = joined = _held_from(entry, now)
+            self._add(held)
+        failed = self._timed_out(held, now)
+        if failed is not None:
+            return failed, self._remove(held.prompt_id), joined
+        if by_pressure and self._may_overtake(held, now) and self._fits(held, reading):
+            return self._run_fast(held, reading), held, joined
+        return Verdict(HOLD, estimated_bytes=held.estimated_bytes), None, joined
+
+    def closed_pass(self, now: float, reading: Optional[Reading], by_pressure: bool) -> tuple:
+        """A decision pass over the whole held set while the gate is closed (sync it first).
+        Returns (PassResult, left) where left are the HeldPrompts that leave the held set."""
+        result, left = PassResult(), []
+        cfg = self.config
+        if cfg.hold_timeout_action == "fail" and cfg.hold_timeout_s > 0:
+            for held in list(self.ordered()):
+                verdict = self._timed_out(held, now)
+                if verdict is not None:
+                    left.append(self._remove(held.prompt_id))
+                    result.fails.append((held.prompt_id, verdict))
+        if not (by_pressure and cfg.fast_lane) or not self._fresh(reading):
+            return result, left
+        if reading is not self._checked_reading:  # a new reading: every prompt may fit again
+            self._checked_reading, self._checked = reading, set()
+        unchecked = [h for pid, h in self.held.items() if pid not in self._checked]
+        for held in sorted(unchecked, key=lambda h: h.priority):
+            self._checked.add(held.prompt_id)
+            if self._may_overtake(held, now) and self._fits(held, reading):
+                result.run, result.verdict = held.prompt_id, self._run_fast(held, reading)
+                left.append(held)
+                break
+        return result, left
+
+    def _timed_out(self, held: HeldPrompt, now: float) -> Optional[Verdict]:
         cfg = self.config
         waited = now - held.since
-        if cfg.hold_timeout_action == "fail" and 0 < cfg.hold_timeout_s <= waited:
-            del self.held[entry.prompt_id]
-            message = (f"waited {math.floor(waited)} s for GPU memory above {_percent(cfg.pause_at)} "
-                       f"to drop below {_percent(cfg.resume_at)} (VRAM guard hold_timeout_s="
-                       f"{cfg.hold_timeout_s:g}); the prompt was not run")
-            return Verdict(FAIL, message=message, estimated_bytes=held.estimated_bytes), held, joined
-        if cfg.fast_lane and by_pressure and self._fits(held, reading):
-            del self.held[entry.prompt_id]
-            self._fast_reading = reading
-            return Verdict(RUN, LANE_FAST, estimated_bytes=held.estimated_bytes), held, joined
-        if held.hold_verdict is None or held.hold_verdict.estimated_bytes != held.estimated_bytes:
-            held.hold_verdict = Verdict(HOLD, estimated_bytes=held.estimated_bytes)
-        return held.hold_verdict, None, joined
+        if not (cfg.hold_timeout_action == "fail" and 0 < cfg.hold_timeout_s <= waited):
+            return None
+        message = (f"waited {math.floor(waited)} s for GPU memory pressure above {_percent(cfg.pause_at)} "
+                   f"to drop below {_percent(cfg.resume_at)} (VRAM guard hold_timeout_s="
+                   f"{cfg.hold_timeout_s:g}); the prompt was not run")
+        return Verdict(FAIL, message=message, estimated_bytes=held.estimated_bytes)
+
+    def _run_fast(self, held: HeldPrompt, reading: Reading) -> Verdict:
+        if held.prompt_id in self.held:
+            self._remove(held.prompt_id)
+        self._fast_reading = reading
+        return Verdict(RUN, LANE_FAST, estimated_bytes=held.estimated_bytes)
+
+    def _fresh(self, reading: Optional[Reading]) -> bool:
+        # One fast-lane run per fresh reading: the next must see the memory the last one took.
+        return reading is not None and reading is not self._fast_reading
+
+    def _may_overtake(self, held: HeldPrompt, now: float) -> bool:
+        """Aging: once the head of the held queue has waited fast_lane_max_overtake_s, nothing else
+        may run before it."""
+        limit = self.config.fast_lane_max_overtake_s
+        head = self.head()
+        return limit <= 0 or head is None or head is held or now - head.since < limit
 
     def _fits(self, held: HeldPrompt, reading: Optional[Reading]) -> bool:
-        # One fast-lane run per fresh reading: the next must see the memory the last one took.
-        if reading is None or reading is self._fast_reading:
+        """The pressure after the prompt, (pressure + estimate * (1 + margin)) / total, stays under
+        pause_at: the fast lane never takes a paused GPU back over the pause mark."""
+        if not self.config.fast_lane or not self._fresh(reading):
             return False
         estimate = held.estimate()
-        return estimate is not None and estimate * (1 + self.config.fast_lane_margin) <= reading.free_bytes
+        if estimate is None:
+            return False
+        after = reading.pressure_bytes + estimate * (1 + self.config.fast_lane_margin)
+        return after < self.config.pause_at * reading.total_bytes
+
+    # -- admission and reporting ------------------------------------------------------------------
 
     def admission(self, held_count: int, gate_closed: bool, why_closed: str) -> Admission:
         cfg = self.config
@@ -154,7 +246,7 @@ class Policy:
         cfg = self.config
         limits = [x for x in (cfg.alert_held_s, cfg.hold_timeout_s if cfg.hold_timeout_action == "keep" else 0)
                   if x > 0]
-        if not limits:
+        if not limits or not self.held:
             return []
         due = []
         for held in self.held.values():
@@ -166,4 +258,4 @@ class Policy:
     def held_list(self, now: float) -> list:
         return [{"prompt_id": h.prompt_id, "number": h.number, "position": i, "waited_s": round(now - h.since, 3),
                  "client_id": h.client_id, "estimated_bytes": h.estimate()}
-                for i, h in enumerate(self.held.values(), start=1)]
+                for i, h in enumerate(self.ordered(), start=1)]

@@ -40,6 +40,13 @@ class DDColorColorize:
     def INPUT_TYPES(cls):
         return COLORIZE_INPUTS
 
+    @classmethod
+    def VRAM_ESTIMATE(cls, inputs, prompt):
+        """Peak device bytes of this node in a queued prompt, for the VRAM guard's fast lane."""
+        from .estimator import estimate_colorize_bytes  # late: the estimator imports this module
+
+        return estimate_colorize_bytes(inputs, prompt)
+
     def run(self, model, image, preset, size, keep_aspect, ab_upsample, clamp_ab, strength, mask=None):
         check_image(image)
         check_mask(mask, image)

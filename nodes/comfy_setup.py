@@ -17,13 +17,11 @@ def _step(what, fn):
 def set_up():
     import folder_paths
 
-    from .estimator import register_with_guard
     from .model_folder import register_model_folder
     from .sample_image import install_sample
 
     _step("registering the ddcolor model folder", register_model_folder)
     _step("copying the sample photo to the input folder", lambda: install_sample(folder_paths.get_input_directory()))
-    _step("registering the VRAM estimate with the guard", register_with_guard)
     _step("adding the /ddcolor/models route", _add_routes)
 
 

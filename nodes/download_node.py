@@ -16,6 +16,7 @@ class DDColorDownloadModel:
     RETURN_NAMES = tuple(n for _, n in DOWNLOAD_OUTPUTS)
     FUNCTION = "fetch"
     OUTPUT_NODE = True
+    VRAM_ESTIMATE = classmethod(lambda cls, inputs, prompt: 0)  # never touches the GPU
 
     @classmethod
     def INPUT_TYPES(cls):

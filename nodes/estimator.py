@@ -1,4 +1,5 @@
-"""VRAM-cost estimate of a queued DDColorColorize node, for the VRAM guard's admission policy.
+"""VRAM-cost estimate of a queued DDColorColorize node, for the VRAM guard's admission policy
+(DDColorColorize.VRAM_ESTIMATE, the guard's estimator contract: see gpu_guard/estimators.py).
 
 Called with the node's inputs from the prompt before anything runs, so it only uses what the prompt
 says: size and precision from the widgets, the variant from a checkpoint loaded before (else the
@@ -12,9 +13,6 @@ from .model_folder import checkpoint_path
 from .placement import dtype_for, load_device
 
 SINGLE_IMAGE_SOURCES = {"LoadImage", "LoadImageMask"}
-# The loader reads weights into the offload device (CPU memory): the colorize estimate, which includes
-# the weights, is where they reach the GPU. The download node never touches the GPU.
-NO_DEVICE_MEMORY_NODES = ("DDColorModelLoader", "DDColorDownloadModel")
 
 
 def _linked_node(prompt, value):
@@ -41,15 +39,3 @@ def estimate_colorize_bytes(node_inputs, prompt):
     except (FileNotFoundError, TypeError):
         variant = "large"
     return int(estimate_peak_bytes(variant, side, 1, dtype))
-
-
-def register_with_guard():
-    """Register with gpu_guard when it is part of this pack; returns whether it was registered."""
-    try:
-        from ..gpu_guard import estimators
-    except ImportError:
-        return False
-    estimators.register("DDColorColorize", estimate_colorize_bytes)
-    for class_type in NO_DEVICE_MEMORY_NODES:
-        estimators.register(class_type, lambda node_inputs, prompt: 0)
-    return True

@@ -17,6 +17,8 @@ class DDColorModelLoader:
     RETURN_TYPES = ("DDCOLOR_MODEL",)
     RETURN_NAMES = ("ddcolor_model",)
     FUNCTION = "load"
+    # The weights go to the offload device (CPU memory); the colorize estimate counts them on the GPU.
+    VRAM_ESTIMATE = classmethod(lambda cls, inputs, prompt: 0)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from .. import estimators
 from .admission import PromptAdmission
 from .events import failed_prompt_notifier, forward_guard_events
 from .queue_hook import QueueHook
@@ -23,11 +24,45 @@ def comfy_loaded_models():
     return model_management.current_loaded_models
 
 
+def comfy_compute_device():
+    """The device ComfyUI executes on (its models' load device), or None."""
+    try:
+        import comfy.model_management as model_management
+        return model_management.get_torch_device()
+    except Exception:  # noqa: BLE001 - unusual builds: no device, no idle models counted
+        return None
+
+
+def idle_models_bytes(loaded_models, device) -> int:
+    """Bytes held on `device` by ComfyUI's loaded models (LoadedModel.model_loaded_memory()). The guard
+    asks while the worker is idle between prompts, so none of them is in use and ComfyUI would evict
+    any of them for the next prompt (`currently_used` stays set after a prompt, so it is not read)."""
+    if device is None:
+        return 0
+    wanted, total = str(device), 0
+    for loaded in list(loaded_models):  # a copy: the worker may load or unload meanwhile
+        if str(getattr(loaded, "device", None)) != wanted or getattr(loaded, "model", None) is None:
+            continue
+        total += int(loaded.model_loaded_memory())
+    return total
+
+
+def comfy_node_class(class_type):
+    """ComfyUI's node class for a class_type (V1 and V3 nodes both land in NODE_CLASS_MAPPINGS)."""
+    import nodes as comfy_nodes  # ComfyUI's top-level nodes module
+
+    return comfy_nodes.NODE_CLASS_MAPPINGS.get(class_type)
+
+
 class ComfyAdapter:
-    def __init__(self, guard, server, loaded_models=comfy_loaded_models):
+    def __init__(self, guard, server, loaded_models=comfy_loaded_models, device=comfy_compute_device,
+                 node_class=comfy_node_class):
         self.guard = guard
         self.server = server
         self.queue = server.prompt_queue
+        compute_device = device()
+        guard.set_idle_models_source(lambda: idle_models_bytes(loaded_models(), compute_device))
+        estimators.set_class_lookup(node_class)
         self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
         self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text)

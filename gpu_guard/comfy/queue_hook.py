@@ -14,12 +14,10 @@ import logging
 import threading
 import time
 
-from ..guard import FAIL, LANE_FAST, RUN
+from ..guard import LANE_FAST
 from . import queue_ops
 
 _log = logging.getLogger("gpu_guard.comfy")
-
-PAUSED = "paused"  # the guard state in which prompts are held
 
 # While holding, how long one `get` waits before handing control back to ComfyUI's worker loop
 HOLD_WAIT_S = 0.25
@@ -32,20 +30,24 @@ class QueueHook:
     `on_failed(item, messages)` is told of each prompt the guard ended as an error.
     """
 
-    def __init__(self, guard, queue, loaded_models, on_failed=None, hold_wait_s=HOLD_WAIT_S):
+    def __init__(self, guard, queue, loaded_models, on_failed=None, hold_wait_s=HOLD_WAIT_S,
+                 monotonic=time.monotonic):
         self.guard = guard
         self.queue = queue
         self.loaded_models = loaded_models
         self.on_failed = on_failed
         self.hold_wait_s = hold_wait_s
+        self._monotonic = monotonic
         self.original_get = queue.get
         self.original_queue_updated = None
-        self.pending = queue_ops.PendingView()
         self.errors = 0
         self.free_requests = 0
+        self.idle_unloads = 0
         self.failed_prompts = 0
         self.fast_lane_runs = 0
         self._poll_after_free = False
+        self._last_prompt_at = monotonic()  # when the worker last took or finished a prompt
+        self._idle_unloaded = False  # released the idle models since then
         self._stats_lock = threading.Lock()
 
     # installation -------------------------------------------------------------------------
@@ -64,78 +66,94 @@ class QueueHook:
 
     # the hooks ----------------------------------------------------------------------------
 
-    def get(self, timeout=None):
+    def get(self, *args, **kwargs):
+        timeout = kwargs.pop("timeout", args[0] if args else None)
         try:
-            return self._guarded_get(timeout)
+            popped = self._guarded_get(timeout)
         except _RunInstead as run_instead:
             return run_instead.popped
-        except Exception:  # noqa: BLE001 - the worker thread must never die
+        except Exception as error:  # noqa: BLE001 - the worker thread must never die
             self._count("errors")
-            _log.exception("VRAM guard: queue hook failed; this prompt is dispatched without the guard")
+            _log.exception("VRAM guard: queue hook failed; this prompt is dispatched WITHOUT the guard")
+            self._tell_guard_unguarded(error)
             return self.original_get(timeout=timeout)
+        self.guard.note_guarded()
+        return popped
 
-    def _queue_updated(self):
+    def _tell_guard_unguarded(self, error):
+        try:
+            self.guard.note_unguarded(f"{type(error).__name__}: {error}")
+        except Exception:  # noqa: BLE001 - reporting must not stop the fallback
+            _log.exception("VRAM guard: could not report the unguarded dispatch")
+
+    def _queue_updated(self, *args, **kwargs):
         # ComfyUI calls this (under the mutex) after every put, pop, delete, clear and task_done:
-        # the one place that sees every change of the pending set.
+        # the one place that sees every change of the pending set. A list copy, no sort.
         try:
             with self.queue.mutex:
-                self.guard.note_pending(queue_ops.LazyPending(list(self.queue.queue), self.pending))
+                self.guard.note_pending(queue_ops.HeapView(list(self.queue.queue)))
         except Exception:  # noqa: BLE001 - never break ComfyUI's queue
             self._count("errors")
             _log.exception("VRAM guard: could not track the pending prompts")
-        self.original_queue_updated()
+        self.original_queue_updated(*args, **kwargs)
 
     # decision -----------------------------------------------------------------------------
 
     def _guarded_get(self, timeout):
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self._monotonic() + timeout
         queue = self.queue
         if self._poll_after_free:
-            # the worker has handled the free/unload flags since the last call: measure again now
+            # the worker has handled the unload flag since the last call: measure again now
             self._poll_after_free = False
             self.guard.request_poll()
         with queue.not_empty:
             while not queue.queue:
-                remaining = None if deadline is None else deadline - time.monotonic()
+                if self._unload_when_idle():
+                    return None  # the worker handles the flag right away
+                remaining = None if deadline is None else deadline - self._monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
-                queue.not_empty.wait(timeout=remaining)
-                if timeout is not None and not queue.queue:
+                queue.not_empty.wait(timeout=self._idle_wait(remaining))
+                if timeout is not None and not queue.queue and not self._idle_unload_due():
                     # as ComfyUI's own get: a wake-up with nothing queued (the flags POST /free
                     # sets) goes back to the worker at once, so it frees memory while idle
                     return None
             popped = self._admit_one()
             if popped is not None:
+                self._last_prompt_at, self._idle_unloaded = self._monotonic(), False
                 return popped
             if self._ask_comfy_to_free():
-                return None  # let the worker handle the flags right away
+                return None  # let the worker handle the flag right away
             since = self.guard.version
         # everything is held: wait outside the mutex for a change (resume, new prompt, config)
-        remaining = self.hold_wait_s if deadline is None else min(self.hold_wait_s, deadline - time.monotonic())
+        now = self._monotonic()
+        remaining = self.hold_wait_s if deadline is None else min(self.hold_wait_s, deadline - now)
         if remaining > 0:
             self.guard.wait_for_change(remaining, since)
         return None
 
     def _admit_one(self):
-        """Under the mutex: pop the first prompt the guard lets run, failing timed-out ones."""
-        if self.guard.state != PAUSED:
-            # the common case: the heap's top is ComfyUI's next prompt; no need to list the queue
-            first = self.queue.queue[0]
-            verdict = self.guard.decide(self.pending.entry(first))
-            if verdict.kind == RUN:
-                return queue_ops.pop_item(self.queue, first, self.original_get)
-        items, entries = self.pending.snapshot(self.queue)
-        self.guard.note_pending(entries)
-        for item, entry in zip(items, entries):
-            verdict = self.guard.decide(entry)
-            if verdict.kind == RUN:
-                popped = queue_ops.pop_item(self.queue, item, self.original_get)
-                if verdict.lane == LANE_FAST:
-                    self._count("fast_lane_runs")
-                return popped
-            if verdict.kind == FAIL:
-                self._fail(item, verdict.message)
-        return None
+        """Under the mutex: one decision pass against one reading of the gate. With the gate open the
+        heap's top (ComfyUI's next prompt) runs; with it closed, timed-out prompts fail and at most
+        one prompt runs in the fast lane."""
+        heap = self.queue.queue
+        first = heap[0]
+        views = []
+
+        def view():  # the guard asks for it only with the gate closed (we hold the mutex)
+            views.append(queue_ops.HeapView(list(heap)))
+            return views[0]
+
+        result = self.guard.decide_pass(queue_ops.entry_of(first), view)
+        for prompt_id, verdict in result.fails:
+            self._fail(views[0].item(prompt_id), verdict.message)
+        if result.run is None:
+            return None
+        item = first if result.run == first[1] else views[0].item(result.run)
+        popped = queue_ops.pop_item(self.queue, item, self.original_get)
+        if result.verdict.lane == LANE_FAST:
+            self._count("fast_lane_runs")
+        return popped
 
     def _fail(self, item, message):
         messages = queue_ops.hold_timeout_messages(item, message)
@@ -158,17 +176,43 @@ class QueueHook:
                 _log.exception("VRAM guard: could not notify the client of the failed prompt")
 
     def _ask_comfy_to_free(self) -> bool:
-        """Held with nothing running and ComfyUI's models loaded: once per hold episode, set the
-        flags that POST /free sets, and measure again once the worker has acted on them."""
-        if self.queue.currently_running or not self.loaded_models():
-            return False
-        if not self.guard.should_request_free():
+        """Held with nothing running: ask ComfyUI to release its idle models (only unload_models, not
+        free_memory, which would also drop ComfyUI's execution cache), and measure again once the
+        worker has acted on it. The guard says when (once per episode, again after a prompt ran)."""
+        if self.queue.currently_running or not self.guard.should_request_free():
             return False
         self.queue.set_flag("unload_models", True)
-        self.queue.set_flag("free_memory", True)
         self._poll_after_free = True
         self._count("free_requests")
-        _log.info("VRAM guard: prompts held and nothing running; asked ComfyUI to release its models")
+        _log.info("VRAM guard: prompts held and nothing running; asked ComfyUI to release its idle models")
+        return True
+
+    # idle unload (opt-in keep-alive) --------------------------------------------------------
+
+    def _idle_unload_due(self) -> bool:
+        idle_unload_s = self.guard.config.idle_unload_s
+        return (idle_unload_s > 0 and not self._idle_unloaded and not self.queue.currently_running
+                and self._monotonic() - self._last_prompt_at >= idle_unload_s)
+
+    def _idle_wait(self, remaining):
+        """How long to wait for a prompt: no longer than until the idle unload is due."""
+        idle_unload_s = self.guard.config.idle_unload_s
+        if idle_unload_s <= 0 or self._idle_unloaded:
+            return remaining
+        until = max(0.0, self._last_prompt_at + idle_unload_s - self._monotonic())
+        return until if remaining is None else min(remaining, until)
+
+    def _unload_when_idle(self) -> bool:
+        """After idle_unload_s without a prompt, release this ComfyUI's idle models once."""
+        if not self._idle_unload_due():
+            return False
+        self._idle_unloaded = True
+        if not any(True for _ in self.loaded_models()):
+            return False  # nothing loaded: nothing to release
+        self.queue.set_flag("unload_models", True)
+        self._poll_after_free = True
+        self._count("idle_unloads")
+        self.guard.note_idle_unload(self._monotonic() - self._last_prompt_at)
         return True
 
     # stats --------------------------------------------------------------------------------
@@ -179,7 +223,7 @@ class QueueHook:
 
     def stats(self) -> dict:
         with self._stats_lock:
-            return {"hook_errors": self.errors, "free_requests": self.free_requests,
+            return {"hook_errors": self.errors, "free_requests": self.free_requests, "idle_unloads": self.idle_unloads,
                     "failed_prompts": self.failed_prompts, "fast_lane_runs": self.fast_lane_runs}
 
 

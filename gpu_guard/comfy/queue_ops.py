@@ -16,7 +16,6 @@ import heapq
 import logging
 import time
 from collections import namedtuple
-from collections.abc import Sequence
 from operator import itemgetter
 
 from ..guard import QueueEntry
@@ -43,54 +42,31 @@ def entry_of(item) -> QueueEntry:
                       client_id=extra_data.get("client_id"))
 
 
-class PendingView:
-    """The pending items in priority order with their QueueEntry; an item's entry is made once
-    (queue items are immutable tuples), so listing a long queue at every change stays cheap."""
+class HeapView:
+    """The guard's view (gpu_guard.pending.Pending) of a copy of the heap: ids in any order, an
+    entry built only when the guard asks for one. Nothing is cached across changes: the guard holds
+    the latest view only, which ComfyUI's own queue_updated replaces after every pop, so no prompt
+    outlives its time in the queue here."""
 
-    def __init__(self):
-        self._entries = {}  # prompt id -> (item, entry)
+    __slots__ = ("_items", "_by_id")
 
-    def entry(self, item) -> QueueEntry:
-        cached = self._entries.get(item[1])
-        if cached is None or cached[0] is not item:
-            cached = self._entries[item[1]] = (item, entry_of(item))
-        return cached[1]
-
-    def snapshot(self, queue):
-        """(items, entries) of the queue now, in priority order."""
-        items = pending_items(queue)
-        entries = [self.entry(item) for item in items]
-        if len(self._entries) > 2 * len(items) + 64:  # forget prompts that left the queue
-            self._entries = {item[1]: self._entries[item[1]] for item in items}
-        return items, entries
-
-
-class LazyPending(Sequence):
-    """The pending entries of a copy of the heap, sorted and converted on first use only.
-
-    The tap on every queue change hands the guard one of these: while the guard runs it just keeps
-    the last one (for the moment it pauses), so a long queue costs a list copy per change, not a sort.
-    The items are immutable tuples, so the copy stays valid outside the queue's mutex.
-    """
-
-    def __init__(self, heap_copy, view: PendingView):
-        self._heap = heap_copy
-        self._view = view
-        self._entries = None
-
-    def _resolved(self):
-        if self._entries is None:
-            self._entries = [self._view.entry(item) for item in sorted(self._heap, key=_priority)]
-        return self._entries
+    def __init__(self, heap_copy: list):
+        self._items = heap_copy
+        self._by_id = None
 
     def __len__(self):
-        return len(self._heap)
+        return len(self._items)
 
-    def __getitem__(self, index):
-        return self._resolved()[index]
+    def ids(self):
+        return [item[1] for item in self._items]
 
-    def __iter__(self):
-        return iter(self._resolved())
+    def item(self, prompt_id):
+        if self._by_id is None:
+            self._by_id = {item[1]: item for item in self._items}
+        return self._by_id[prompt_id]
+
+    def entry(self, prompt_id) -> QueueEntry:
+        return entry_of(self.item(prompt_id))
 
 
 def pop_item(queue, item, original_get):

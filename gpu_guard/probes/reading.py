@@ -1,4 +1,10 @@
-"""What a probe returns, and the measure the guard acts on."""
+"""What a probe returns, and the measure the guard acts on.
+
+Two figures matter and both are shown: the device's used memory (what nvidia-smi says) and the
+pressure the guard acts on. Pressure is what ComfyUI cannot relieve by itself: device used minus the
+memory this process's torch cache holds unused, minus the memory held by this ComfyUI's idle models
+(ComfyUI evicts both when the next prompt needs the room: model_management.free_memory).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,16 +15,16 @@ class ProbeError(RuntimeError):
     """A reading could not be taken; the message names the sensor, the problem and the fix."""
 
 
-def pressure_ratio(used_bytes: int, total_bytes: int, reclaimable_bytes: int = 0) -> float:
-    """Used fraction of the device as ComfyUI sees pressure.
+def pressure_bytes(used_bytes: int, *reclaimable: int) -> int:
+    """Device used minus what ComfyUI could reclaim by itself (never below zero)."""
+    return max(0, used_bytes - sum(max(0, r) for r in reclaimable))
 
-    Memory that this process's torch caching allocator holds but does not use is reclaimable: ComfyUI's
-    own free-memory computation counts it as free, so the guard must not wait for it either.
-    """
+
+def pressure_ratio(used_bytes: int, total_bytes: int, reclaimable_bytes: int = 0) -> float:
+    """Pressure as a fraction of the device (clamped to [0, 1])."""
     if total_bytes <= 0:
         raise ProbeError(f"total memory must be > 0 bytes, got {total_bytes}")
-    pressure = max(0, used_bytes - max(0, reclaimable_bytes))
-    return min(1.0, pressure / total_bytes)
+    return min(1.0, pressure_bytes(used_bytes, reclaimable_bytes) / total_bytes)
 
 
 def torch_reclaimable_bytes(stats: Mapping[str, int]) -> int:
@@ -31,20 +37,36 @@ def torch_reclaimable_bytes(stats: Mapping[str, int]) -> int:
 
 @dataclass(frozen=True)
 class Reading:
-    used_bytes: int
+    used_bytes: int  # the device's used memory, all processes (what nvidia-smi says)
     total_bytes: int
-    reclaimable_bytes: int
+    reclaimable_bytes: int  # this process's torch cache: reserved, no tensor in it
     at: float  # wall-clock time (time.time()) the reading was taken
+    idle_models_bytes: int = 0  # this ComfyUI's loaded models on the guarded device, none in use
+
+    @property
+    def pressure_bytes(self) -> int:
+        return pressure_bytes(self.used_bytes, self.reclaimable_bytes, self.idle_models_bytes)
 
     @property
     def ratio(self) -> float:
-        return pressure_ratio(self.used_bytes, self.total_bytes, self.reclaimable_bytes)
+        """The pressure ratio the guard acts on."""
+        return pressure_ratio(self.used_bytes, self.total_bytes, self.reclaimable_bytes + self.idle_models_bytes)
+
+    @property
+    def device_ratio(self) -> float:
+        """The device's used fraction, reclaimable memory included."""
+        return min(1.0, self.used_bytes / self.total_bytes) if self.total_bytes > 0 else 1.0
 
     @property
     def free_bytes(self) -> int:
         """Memory a new workload could use now: really free plus what ComfyUI can reclaim."""
-        return max(0, self.total_bytes - self.used_bytes + self.reclaimable_bytes)
+        return max(0, self.total_bytes - self.pressure_bytes)
 
     def as_dict(self) -> dict:
         return {"used_bytes": self.used_bytes, "total_bytes": self.total_bytes,
-                "reclaimable_bytes": self.reclaimable_bytes, "ratio": round(self.ratio, 6), "at": self.at}
+                "device_ratio": round(self.device_ratio, 6),
+                "pressure_bytes": self.pressure_bytes, "ratio": round(self.ratio, 6),
+                "reclaimable_bytes": self.reclaimable_bytes + self.idle_models_bytes,
+                "reclaimable": {"torch_cache_bytes": self.reclaimable_bytes,
+                                "idle_models_bytes": self.idle_models_bytes},
+                "at": self.at}

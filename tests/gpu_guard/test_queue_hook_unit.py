@@ -32,6 +32,13 @@ def rig(tmp_path):
     guard.stop()
 
 
+def wait_until_read(guard, ratio, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while guard.reading is None or abs(guard.reading.ratio - ratio) > 1e-9:
+        assert time.monotonic() < deadline, f"guard never read {ratio}"
+        time.sleep(0.01)
+
+
 def wait_state(guard, state, timeout=5.0):
     deadline = time.monotonic() + timeout
     while guard.state != state:
@@ -98,13 +105,21 @@ def test_an_exception_inside_the_guard_falls_back_to_comfyuis_get(rig, monkeypat
     wait_state(guard, "paused")
     queue.put(item(1, "a"))
 
-    def broken(entry):
+    def broken(first, pending):
         raise RuntimeError("bug in the guard")
 
-    monkeypatch.setattr(guard, "decide", broken)
+    monkeypatch.setattr(guard, "decide_pass", broken)
     popped, _number = queue.get(timeout=1.0)
     assert popped[1] == "a", "the worker gets the prompt as ComfyUI would have given it"
     assert hook.stats()["hook_errors"] == 1
+    unguarded = guard.status()["unguarded"]
+    assert unguarded["active"] and unguarded["count"] == 1 and "bug in the guard" in unguarded["error"]
+    assert "UNGUARDED" in guard.ready()[1]
+    assert b"gpu_guard_unguarded 1.0" in guard.metrics_text()[0]
+    monkeypatch.undo()
+    assert queue.get(timeout=0.05) is None  # a guarded get again (nothing queued)
+    assert not guard.status()["unguarded"]["active"]
+    assert b"gpu_guard_unguarded 0.0" in guard.metrics_text()[0]
 
 
 def test_a_prompt_further_back_is_popped_without_breaking_the_heap(rig):
@@ -120,8 +135,7 @@ def test_a_prompt_further_back_is_popped_without_breaking_the_heap(rig):
 
 
 def test_reclaim_asks_once_per_hold_episode_and_measures_again(rig, monkeypatch):
-    guard, queue, hook, probe, models = rig
-    models.append("a loaded model")
+    guard, queue, hook, probe, _models = rig
     probe.write_ratio(0.95)
     wait_state(guard, "paused")
     queue.put(item(1, "a"))
@@ -129,7 +143,8 @@ def test_reclaim_asks_once_per_hold_episode_and_measures_again(rig, monkeypatch)
     monkeypatch.setattr(guard, "request_poll", lambda: polls.append(time.monotonic()))
 
     assert queue.get(timeout=0.2) is None
-    assert queue.flags == {"unload_models": True, "free_memory": True}
+    # unload_models only: free_memory would also drop ComfyUI's execution cache
+    assert queue.flags == {"unload_models": True}
     queue.flags.clear()  # what ComfyUI's worker does with them
     assert queue.get(timeout=0.1) is None
     assert polls, "after the worker handled the flags the guard measures again"
@@ -139,11 +154,13 @@ def test_reclaim_asks_once_per_hold_episode_and_measures_again(rig, monkeypatch)
     assert hook.stats()["free_requests"] == 1
 
 
-def test_no_reclaim_without_loaded_models(rig):
+def test_no_reclaim_while_a_prompt_runs(rig):
     guard, queue, hook, probe, _models = rig
+    queue.put(item(1, "running"))
+    assert queue.get(timeout=0.5)[0][1] == "running"  # the worker is busy with it
     probe.write_ratio(0.95)
     wait_state(guard, "paused")
-    queue.put(item(1, "a"))
+    queue.put(item(2, "a"))
     assert queue.get(timeout=0.1) is None
     assert queue.flags == {} and hook.stats()["free_requests"] == 0
 
@@ -172,8 +189,10 @@ def test_fast_lane_runs_a_prompt_further_back_only_when_its_estimate_fits(rig):
     guard, queue, hook, probe, _models = rig
     estimators.register("TestSmallNode", lambda inputs, prompt: 100_000_000)  # 0.1 GB
     try:
-        probe.write_ratio(0.90)  # 1 GB of 10 GB free
+        probe.write_ratio(0.90)
         wait_state(guard, "paused")
+        probe.write_ratio(0.80)  # still paused (hysteresis): 0.5 GB under the pause mark
+        wait_until_read(guard, 0.80)
         unknown = (1, "unknown-cost", {"1": {"class_type": "EmptyImage", "inputs": {}}}, {}, ["1"], {})
         small = (2, "small", {"1": {"class_type": "TestSmallNode", "inputs": {}}}, {}, ["1"], {})
         queue.put(unknown)

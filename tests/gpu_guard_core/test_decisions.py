@@ -41,15 +41,35 @@ def test_paused_guard_holds_and_tracks_positions_and_waits(paused, clock):
     assert held[1]["client_id"] == "c1" and held[1]["number"] == 1 and held[1]["estimated_bytes"] is None
 
 
-def test_held_event_only_when_the_set_or_order_changes(paused):
+def test_held_event_only_when_the_set_or_order_changes(paused, clock):
     guard = paused()
     events = []
     guard.subscribe(lambda name, payload: events.append((name, payload)))
     guard.note_pending([entry(1), entry(2)])
+    clock.advance(0.3)  # past the rate limit of the held event
     guard.note_pending([entry(1), entry(2)])
+    clock.advance(0.3)
     guard.note_pending([entry(2)])  # p1 deleted from the queue
     held_events = [p for n, p in events if n == "gpu_guard.held"]
     assert [[h["prompt_id"] for h in p["held"]] for p in held_events] == [["p1", "p2"], ["p2"]]
+
+
+def test_held_events_are_coalesced_and_the_last_state_wins(paused, clock):
+    guard = paused()
+    events = []
+    guard.subscribe(lambda name, payload: events.append((name, payload)))
+    for n in range(1, 51):  # a burst of puts within one rate-limit interval
+        guard.note_pending([entry(i) for i in range(1, n + 1)])
+        clock.advance(0.001)
+    held_events = [p for n, p in events if n == "gpu_guard.held"]
+    assert len(held_events) == 1 and len(held_events[0]["held"]) == 1  # the first put went out at once
+    assert [h["prompt_id"] for h in guard.status()["held"]][-1] == "p50"  # the held set itself is current
+    guard.flush_events()
+    assert len([p for n, p in events if n == "gpu_guard.held"]) == 1  # not due yet
+    clock.advance(0.25)
+    guard.flush_events()
+    held_events = [p for n, p in events if n == "gpu_guard.held"]
+    assert len(held_events) == 2 and len(held_events[1]["held"]) == 50
 
 
 def test_resume_releases_the_held_set_and_observes_the_wait(paused, at_ratio, clock):
@@ -80,7 +100,7 @@ def test_hold_timeout_fail_ends_the_prompt_with_a_message(paused, clock):
     clock.advance(0.2)
     verdict = guard.decide(entry(1))
     assert verdict.kind == FAIL
-    assert verdict.message.startswith("waited 30 s for GPU memory above 85 %")
+    assert verdict.message.startswith("waited 30 s for GPU memory pressure above 85 %")
     assert guard.status()["held"] == []
     assert guard.metrics.failed._value.get() == 1
 
@@ -138,31 +158,29 @@ def test_free_is_requested_once_per_hold_episode(paused, at_ratio):
     at_ratio(guard, 0.9)
     guard.note_pending([entry(2)])
     assert guard.should_request_free()  # a new episode
-    assert guard.metrics.free_requests._value.get() == 2
+    assert guard.metrics.reclaims._value.get() == 2
 
 
-def test_free_request_can_be_switched_off(paused):
-    guard = paused(free_on_hold=False)
-    guard.note_pending([entry(1)])
-    assert not guard.should_request_free()
+def test_reclaim_is_asked_again_after_a_prompt_ran_in_the_episode(paused, at_ratio, clock):
+    from gpu_guard import estimators
 
-
-def test_disabling_at_runtime_releases_held_prompts(paused):
-    guard = paused()
-    guard.note_pending([entry(1)])
-    assert guard.update_config({"enabled": False})[1] == []
-    assert guard.state == "off" and guard.status()["held"] == []
-    assert guard.decide(entry(1)).kind == RUN
-
-
-def test_prompts_pending_when_the_guard_pauses_are_held_at_once(make_guard, at_ratio, clock):
-    guard = make_guard()
-    at_ratio(guard, 0.5)
-    guard.note_pending([entry(1), entry(2)])  # queued behind a running prompt
-    assert guard.status()["held"] == []
-    events = []
-    guard.subscribe(lambda name, payload: events.append((name, payload)))
-    at_ratio(guard, 0.9)
-    assert [h["prompt_id"] for h in guard.status()["held"]] == ["p1", "p2"]
-    held_events = [p for n, p in events if n == "gpu_guard.held"]
-    assert [h["prompt_id"] for h in held_events[-1]["held"]] == ["p1", "p2"]
+    estimators.register("TestZeroCost", lambda inputs, prompt: 0)
+    try:
+        guard = paused()
+        guard.note_pending([entry(1)])
+        assert guard.should_request_free()
+        clock.advance(30)
+        assert not guard.should_request_free()  # nothing ran since: no second reclaim
+        at_ratio(guard, 0.8)  # still paused (hysteresis), room for a zero-cost prompt
+        cheap = entry(2, graph={"1": {"class_type": "TestZeroCost", "inputs": {}}})
+        assert guard.decide(cheap).lane == "fast"
+        assert guard.should_request_free()  # a prompt ran during the episode
+        at_ratio(guard, 0.8)
+        assert guard.decide(entry(3, graph=cheap.prompt)).lane == "fast"
+        clock.advance(4)
+        assert not guard.should_request_free()  # rate limit: within 5 s of the last reclaim
+        clock.advance(1)
+        assert guard.should_request_free()
+        assert not guard.should_request_free()
+    finally:
+        estimators.unregister("TestZeroCost")

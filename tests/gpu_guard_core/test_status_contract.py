@@ -13,7 +13,12 @@ def test_status_has_the_contract_shape_and_is_json(make_guard, at_ratio):
     status = json.loads(json.dumps(guard.status()))
     assert status["state"] == "paused"
     assert {"name", "ok", "error", "error_count", "consecutive_failures"} <= set(status["probe"])
-    assert set(status["reading"]) == {"used_bytes", "total_bytes", "reclaimable_bytes", "ratio", "at"}
+    assert set(status["reading"]) == {"used_bytes", "total_bytes", "device_ratio", "pressure_bytes", "ratio",
+                                      "reclaimable_bytes", "reclaimable", "at"}
+    assert set(status["reading"]["reclaimable"]) == {"torch_cache_bytes", "idle_models_bytes"}
+    assert status["pending"] == 1
+    assert status["hold_episode"]["held_count"] == 1
+    assert status["unguarded"] == {"active": False, "since": None, "error": None, "count": 0}
     assert status["thresholds"] == {"pause_at": 0.85, "resume_at": 0.75}
     (held,) = status["held"]
     assert set(held) == {"prompt_id", "number", "position", "waited_s", "client_id", "estimated_bytes"}
