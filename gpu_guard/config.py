@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
+from .ops import webhook_settings
+
 log = logging.getLogger("gpu_guard.config")
 
 ENV_PREFIX = "GPU_GUARD_"
@@ -92,6 +94,8 @@ class Setting:
     parse: Callable[[Any, bool], Any]
     runtime: bool  # may be changed over HTTP while ComfyUI runs
     help: str
+    over_http: Optional[Callable[[Any, bool], Any]] = None  # stricter parse for HTTP (e.g. no secrets)
+    shown: Optional[Callable[[Any], Any]] = None  # what routes and logs show (secrets hidden)
 
     @property
     def default(self) -> Any:
@@ -136,6 +140,28 @@ SETTINGS = (
             "(for GPUs shared by several servers)"),
     Setting("alert_held_s", _number(0, 7 * 86400), True,
             "warn when a prompt is held longer than this; 0 = never"),
+    Setting("event_log_max_bytes", _number(0, 1 << 30, integer=True), True,
+            "cap of the event log in ComfyUI's user directory, all its files together; 0 = no log"),
+    Setting("event_log_files", _number(1, 100, integer=True), True,
+            "files the event log rotates through (the oldest is dropped)"),
+    Setting("alert_pauses_per_day", _number(0, 1_000_000, integer=True), True,
+            "webhook alert when more pauses than this started in the last 24 h; 0 = off"),
+    Setting("alert_hold_episode_s", _number(0, 7 * 86400), True,
+            "webhook alert when prompts have been held longer than this without a break; 0 = off"),
+    Setting("alert_held_fraction", _number(0, 1), True,
+            "webhook alert when more prompts than this fraction of max_held are held; 0 = off"),
+    Setting("alert_rejected_burst", _number(0, 1_000_000, integer=True), True,
+            "webhook alert when this many 429 answers fall within alert_rejected_window_s; 0 = off"),
+    Setting("alert_rejected_window_s", _number(1, 86400), True, "window of the 429 burst alert"),
+    Setting("alert_cooldown_s", _number(0, 7 * 86400), True,
+            "after an alert fired, the same rule stays quiet this long"),
+    Setting("webhooks", webhook_settings.parse_targets, True,
+            "alert targets: json (Standard Webhooks signed), dingtalk, feishu, slack",
+            over_http=lambda value, from_text: webhook_settings.parse_targets(value, from_text, over_http=True),
+            shown=webhook_settings.shown),
+    Setting("webhook_retries", _number(0, 20, integer=True), True,
+            "retries of a failed webhook delivery (backoff 1 s, 2 s, 4 s ... 60 s) before a dead letter"),
+    Setting("webhook_timeout_s", _number(0.1, 60), True, "seconds one webhook attempt may take"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -159,9 +185,31 @@ class GuardConfig:
     free_on_hold: bool = True
     idle_unload_s: float = 0.0
     alert_held_s: float = 300.0
+    event_log_max_bytes: int = 8 * 1024 * 1024
+    event_log_files: int = 4
+    alert_pauses_per_day: int = 10
+    alert_hold_episode_s: float = 600.0
+    alert_held_fraction: float = 0.8
+    alert_rejected_burst: int = 10
+    alert_rejected_window_s: float = 60.0
+    alert_cooldown_s: float = 1800.0
+    webhooks: tuple = ()
+    webhook_retries: int = 5
+    webhook_timeout_s: float = 5.0
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def shown_value(name: str, value: Any) -> Any:
+    """A setting's value as routes and logs may show it (webhook secrets and URL paths hidden)."""
+    setting = SETTINGS_BY_NAME.get(name)
+    return setting.shown(value) if setting is not None and setting.shown is not None else value
+
+
+def public_view(config: "GuardConfig") -> dict:
+    """Every setting, as routes may show it."""
+    return {name: shown_value(name, value) for name, value in config.as_dict().items()}
 
 
 def cross_check(values: Mapping[str, Any]) -> list:
@@ -255,7 +303,7 @@ def validate_update(current: GuardConfig, partial: Any, pinned: frozenset) -> tu
                           "and restart ComfyUI")
         else:
             try:
-                values[key] = setting.parse(raw, False)
+                values[key] = (setting.over_http or setting.parse)(raw, False)
             except ValueError as e:
                 errors.append(f"{key} {e}")
     if not errors:
