@@ -4,6 +4,9 @@ ComfyUI's `post_prompt` awaits the body and the validation before it puts the pr
 queue, so many submissions can be in flight at once. Each accepted submission therefore reserves a
 place until its handler returns (by then its prompt is in the queue, or it was refused), and the
 bound is checked against queued + reserved under one lock: 50 concurrent posts cannot overshoot.
+
+The place is reserved only once the whole body has arrived, so slow uploads cannot fill the bound
+while they trickle in. aiohttp keeps the body it read; ComfyUI's handler reads it again from memory.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ class PromptAdmission:
     async def middleware(self, request, handler):
         if request.method != "POST" or request.path not in PROMPT_PATHS:
             return await handler(request)
+        await request.read()
         try:
             refusal = self._reserve()
         except Exception:  # noqa: BLE001 - a guard fault must not block submissions
