@@ -2,10 +2,9 @@
 
 Each of the ``dec_layers`` layers attends (cross-attention, then self-attention, then an FFN,
 all post-norm) to one of three pixel-decoder scales in turn. The resulting colour embeddings
-are dotted with the full-resolution image features (the query/pixel einsum).
+are dotted with the full-resolution image features by the fused colour head (color_head.py).
 Tensors inside the transformer are sequence-first (L, B, C), as in the official model.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -79,8 +78,9 @@ class MultiScaleColorDecoder(nn.Module):
         self.decoder_norm = nn.LayerNorm(hidden_dim)
         self.color_embed = MLP(hidden_dim, 3)
 
-    def forward(self, scales, image_features):
-        """scales: ``num_scales`` NCHW maps (coarse to fine); image_features: (B, C, H, W)."""
+    def forward(self, scales, batch):
+        """scales: ``num_scales`` NCHW maps (coarse to fine); returns the colour embeddings
+        (B, Q, C). Their dot product with the image features is taken by the fused colour head."""
         memories, positions = [], []
         for i, feature in enumerate(scales):
             pos = sine_position_encoding(feature, self.query_feat.embedding_dim // 2)
@@ -88,7 +88,6 @@ class MultiScaleColorDecoder(nn.Module):
             src = self.input_proj[i](feature).flatten(2) + self.level_embed.weight[i][None, :, None]
             memories.append(src.permute(2, 0, 1))
 
-        batch = image_features.shape[0]
         query_pos = self.query_embed.weight.unsqueeze(1).expand(-1, batch, -1)
         queries = self.query_feat.weight.unsqueeze(1).expand(-1, batch, -1)
         for i, (cross, self_attn, ffn) in enumerate(zip(self.transformer_cross_attention_layers,
@@ -99,5 +98,4 @@ class MultiScaleColorDecoder(nn.Module):
             queries = self_attn(queries, query_pos)
             queries = ffn(queries)
 
-        color_embed = self.color_embed(self.decoder_norm(queries).transpose(0, 1))  # (B, Q, C)
-        return torch.einsum("bqc,bchw->bqhw", color_embed, image_features)
+        return self.color_embed(self.decoder_norm(queries).transpose(0, 1))  # (B, Q, C)

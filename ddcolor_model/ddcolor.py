@@ -1,5 +1,8 @@
 """The DDColor network: ConvNeXt encoder, pixel decoder, colour decoder and refine conv.
 
+The last x4 up-stage, the query/pixel einsum and the refine conv run as one fused colour head
+(color_head.py); the stored parameters keep the official names.
+
 Input: gray RGB (B, 3, S, S) in [0, 1], S a multiple of 32. Output: ab (B, 2, S, S) in Lab units.
 Built with the release config of the four official checkpoints.
 """
@@ -7,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from .color_decoder import MultiScaleColorDecoder
+from .color_head import fused_color_head
 from .convnext import Encoder
 from .pixel_decoder import PixelShuffleUpsample, build_up_blocks
 from .spectral_norm import SpectralNormConv2d
@@ -32,12 +36,13 @@ class Decoder(nn.Module):
             dec_layers=DEC_LAYERS)
 
     def forward(self, features):
+        """(last up-block output at stride 4, colour embeddings (B, Q, C))."""
         x = features[3]
         scales = []
         for block, skip in zip(self.layers, (features[2], features[1], features[0])):
             x = block(x, skip)
             scales.append(x)
-        return self.color_decoder(scales, self.last_shuf(x))
+        return x, self.color_decoder(scales, x.shape[0])
 
 
 class DDColor(nn.Module):
@@ -57,6 +62,12 @@ class DDColor(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] % 32 or x.shape[3] % 32:
             raise ValueError(f"DDColor expects (B, 3, H, W) with H and W multiples of 32, got {tuple(x.shape)}")
         x = (x - self.mean) / self.std
-        queries_out = self.decoder(self.encoder(x))
-        # The refine conv sees the normalised image next to the per-query maps.
-        return self.refine_net(torch.cat([queries_out, x], dim=1))
+        h, color_embed = self.decoder(self.encoder(x))
+        # The refine conv sees the per-query maps, then the normalised image: its query columns
+        # are folded into the colour embeddings (M = W_q E), its image columns applied to x.
+        refine = self.refine_net[0][0]
+        weight = refine.weight[:, :, 0, 0]
+        mix = torch.matmul(weight[:, :NUM_QUERIES], color_embed)  # (B, 2, C)
+        shuf = self.decoder.last_shuf
+        return fused_color_head(h, shuf.conv[0].weight, shuf.conv[0].bias, mix, x,
+                                refine.weight[:, NUM_QUERIES:], refine.bias, shuf.scale)
