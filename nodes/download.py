@@ -1,123 +1,133 @@
-"""Opt-in download of the official DDColor checkpoints, with an integrity check.
+"""Opt-in download of the official DDColor checkpoints through huggingface_hub, with checks.
 
-The file is streamed into a temporary file next to its destination, hashed on the way, checked
-against the expected size and sha256 and only then renamed into place (an atomic rename on the same
-file system), so a failed or interrupted download never leaves a partial checkpoint behind.
+The file comes through `huggingface_hub` into the shared Hugging Face cache, so everything that
+library reads works as users expect: `HF_ENDPOINT` (a mirror), `HF_TOKEN`, `HF_HUB_OFFLINE`,
+`HF_HUB_CACHE`/`HF_HOME`, and a dropped connection resumed where it stopped. The cached file is then
+checked (size and sha256 against what the Hub advertises, then loaded as a DDColor checkpoint of the
+release's variant) and only then put into models/ddcolor (a hard link to the cached file where the
+file system allows, else a copy), under a temporary name renamed into place. So a failed, cut or
+wrong download never leaves a file in models/ddcolor, and a refused file is removed from the cache.
 
 Command line (from the pack's folder):  python -m nodes.download ddcolor_paper_tiny.pth --dest DIR
-The base URL can be changed with the DDCOLOR_DOWNLOAD_BASE_URL environment variable (a mirror, or a
-local server in tests).
 """
 import argparse
-import hashlib
+import inspect
 import os
-import re
+import shutil
 import sys
-import tempfile
-import urllib.error
-import urllib.request
+import uuid
 
-from .releases import BASE_URL_ENV, DEFAULT_BASE_URL, RELEASES, Release
+from . import download_checks, download_messages
+from .download_messages import DownloadError
+from .releases import RELEASES, REPO_ID, REVISION, RETIRED_BASE_URL_ENV, Release
 
-CHUNK_BYTES = 1 << 20
-TIMEOUT_S = 60
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+__all__ = ["DownloadError", "download", "release_named", "main"]
 
 
-class DownloadError(RuntimeError):
-    """A download failed; the message names the file, the problem and what to do."""
-
-
-def base_url():
-    return os.environ.get(BASE_URL_ENV, "").strip().rstrip("/") or DEFAULT_BASE_URL
-
-
-class _RedirectHeaders(urllib.request.HTTPRedirectHandler):
-    """Follows redirects and keeps the headers of every hop: Hugging Face puts the LFS object's
-    size and sha256 on the first answer (the redirect), not on the CDN's final one."""
-
-    def __init__(self):
-        super().__init__()
-        self.hops = []
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        self.hops.append(headers)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _advertised(headers_list, response):
-    """(size, sha256) the server advertises for the file, either may be None."""
-    size = sha = None
-    for headers in headers_list + [response.headers]:
-        linked_size = headers.get("X-Linked-Size")
-        if linked_size and linked_size.isdigit():
-            size = int(linked_size)
-        etag = (headers.get("X-Linked-ETag") or "").strip('"').lower()
-        if _SHA256_RE.match(etag):
-            sha = etag
-    if size is None:
-        length = response.headers.get("Content-Length")
-        if length and length.isdigit():
-            size = int(length)
-    return size, sha
-
-
-def download(release: Release, dest_dir, url=None, progress=None):
+def download(release: Release, dest_dir, progress=None):
     """Download `release` into `dest_dir`; returns the final path.
 
-    progress(done_bytes, total_bytes_or_None) is called after every chunk. An existing file of the
-    same name is kept as it is (never overwritten) and its path returned.
+    progress(done_bytes, total_bytes_or_None) is called as the bytes arrive. An existing file of the
+    same name is kept as it is (never overwritten) and its path returned, without any network access.
     """
     dest_dir = os.fspath(dest_dir)
     final = os.path.join(dest_dir, release.filename)
     if os.path.exists(final):
         return final
-    os.makedirs(dest_dir, exist_ok=True)
-    url = url or f"{base_url()}/{release.filename}"
-    redirects = _RedirectHeaders()
-    opener = urllib.request.build_opener(redirects)
-    fd, tmp = tempfile.mkstemp(prefix=f".{release.filename}.", suffix=".part", dir=dest_dir)
+    _refuse_retired_setting()
+    import huggingface_hub
+
+    expected, unreachable = _advertised(huggingface_hub, release)
+    cache_dir = huggingface_hub.constants.HF_HUB_CACHE
+    if expected is not None:
+        download_checks.check_free_space(release.filename, expected.size, [cache_dir, dest_dir])
+    cached = _fetch(huggingface_hub, release, unreachable, progress, dest_dir)
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = opener.open(url, timeout=TIMEOUT_S)
-            except urllib.error.HTTPError as e:
-                raise DownloadError(f"Downloading {release.filename} from {url} failed: HTTP {e.code} {e.reason}. "
-                                    f"Check the address (or {BASE_URL_ENV}) and try again.") from e
-            except (urllib.error.URLError, OSError) as e:
-                raise DownloadError(f"Could not reach {url} to download {release.filename}: {e}. "
-                                    f"Check the network connection (or {BASE_URL_ENV}) and try again.") from e
-            with response:
-                advertised_size, advertised_sha = _advertised(redirects.hops, response)
-                expected_size = release.size if release.size is not None else advertised_size
-                expected_sha = release.sha256 or advertised_sha
-                digest = hashlib.sha256()
-                done = 0
-                while True:
-                    try:
-                        chunk = response.read(CHUNK_BYTES)
-                    except Exception as e:  # noqa: BLE001 - http.client raises several kinds on a dropped link
-                        raise DownloadError(f"Connection lost after {done} bytes while downloading {release.filename} "
-                                            f"from {url}: {e}. Nothing was kept; run the download again.") from e
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, expected_size)
-        if expected_size is not None and done != expected_size:
-            raise DownloadError(f"{release.filename}: received {done} bytes but {expected_size} were expected "
-                                f"(truncated or wrong file at {url}). Nothing was kept; run the download again.")
-        if expected_sha is not None and digest.hexdigest() != expected_sha:
-            raise DownloadError(f"{release.filename}: sha256 {digest.hexdigest()} does not match the expected "
-                                f"{expected_sha}; the file at {url} is corrupt or not the official release. Nothing was kept.")
+        download_checks.check_file(cached, release, expected)
+    except DownloadError:
+        download_checks.evict_from_cache(cached, cache_dir)
+        raise
+    os.makedirs(dest_dir, exist_ok=True)
+    _place(cached, final)
+    return final
+
+
+def _refuse_retired_setting():
+    if os.environ.get(RETIRED_BASE_URL_ENV, "").strip():
+        raise DownloadError(
+            f"{RETIRED_BASE_URL_ENV} is no longer read: downloads go through huggingface_hub. For a mirror, "
+            f"set HF_ENDPOINT to the mirror's address (the part before /{REPO_ID}/resolve/...), e.g. "
+            f"HF_ENDPOINT=https://hf-mirror.com, and unset {RETIRED_BASE_URL_ENV}.")
+
+
+def _advertised(hub, release):
+    """(size and sha256 the Hub advertises for the release, None) after one HEAD request, or
+    (None, why) when offline or the Hub cannot be reached: then only a cached file can be used."""
+    url = hub.hf_hub_url(REPO_ID, release.filename, revision=REVISION)
+    try:
+        meta = hub.get_hf_file_metadata(url)
+    except Exception as e:  # noqa: BLE001 - refusals raise here; offline or no connection fall back to the cache
+        download_messages.raise_for_refusal(e, release.filename)
+        return None, e
+    return download_checks.Expected.from_metadata(meta, release), None
+
+
+def _fetch(hub, release, unreachable, progress, dest_dir):
+    """Path of the release in the Hugging Face cache, downloaded unless it is already there."""
+    options = {"revision": REVISION}
+    if unreachable is not None:
+        options["local_files_only"] = True
+    elif progress is not None and "tqdm_class" in inspect.signature(hub.hf_hub_download).parameters:
+        options["tqdm_class"] = _progress_class(progress)
+    try:
+        return hub.hf_hub_download(REPO_ID, release.filename, **options)
+    except Exception as e:  # noqa: BLE001 - each kind gets its own message
+        raise download_messages.translate(e, release.filename, unreachable, dest_dir) from e
+
+
+def _progress_class(callback):
+    """A tqdm-like class for huggingface_hub that reports the first bar it makes to `callback`."""
+    reported = []
+
+    class Progress:
+        def __init__(self, *args, total=None, initial=0, **kwargs):
+            self.total, self.n = total, initial
+            self.reporting = not reported
+            reported.append(self)
+
+        def update(self, n=1):
+            self.n += n
+            if self.reporting:
+                callback(self.n, self.total)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def close(self, *args, **kwargs):
+            pass
+
+        refresh = set_description = set_postfix = clear = close
+
+    return Progress
+
+
+def _place(cached, final):
+    """Put the checked file at `final`: hard link (no second copy on disk) or copy, then rename."""
+    tmp = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        try:
+            os.link(os.path.realpath(cached), tmp)
+        except OSError:  # another file system, or links not allowed there
+            shutil.copyfile(cached, tmp)
         os.replace(tmp, final)
-        return final
-    except BaseException:
+    except OSError as e:
+        raise download_messages.placing_failed(e, os.path.basename(final), os.path.dirname(final)) from e
+    finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
 
 
 def release_named(filename):
@@ -128,7 +138,9 @@ def release_named(filename):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m nodes.download", description="Download official DDColor checkpoints.")
+    parser = argparse.ArgumentParser(
+        prog="python -m nodes.download", description="Download official DDColor checkpoints.",
+        epilog="HF_ENDPOINT (a mirror), HF_TOKEN, HF_HUB_OFFLINE and HF_HOME/HF_HUB_CACHE are honoured.")
     parser.add_argument("release", nargs="+", choices=sorted(RELEASES), help="file name(s) of the release(s)")
     parser.add_argument("--dest", required=True, help="folder to put them in (ComfyUI's models/ddcolor)")
     args = parser.parse_args(argv)

@@ -10,8 +10,9 @@ from .specs import DOWNLOAD_INPUTS, DOWNLOAD_OUTPUTS
 
 class DDColorDownloadModel:
     CATEGORY = "loaders"
-    DESCRIPTION = ("Download an official DDColor release from Hugging Face (piddnad/DDColor-models) into models/ddcolor, "
-                   "checking its size and sha256. An existing file is kept. Refresh the page afterwards to see it in the loader.")
+    DESCRIPTION = ("Download an official DDColor release from Hugging Face (piddnad/DDColor-models) through the Hugging Face "
+                   "cache into models/ddcolor, checking its size, sha256 and model layout. HF_ENDPOINT (a mirror), HF_TOKEN and "
+                   "HF_HUB_OFFLINE apply. An existing file is kept. Refresh the page afterwards to see it in the loader.")
     RETURN_TYPES = tuple(t for t, _ in DOWNLOAD_OUTPUTS)
     RETURN_NAMES = tuple(n for _, n in DOWNLOAD_OUTPUTS)
     FUNCTION = "fetch"

@@ -3,13 +3,15 @@
 Only facts that are published are recorded: file names and variants come from the DDColor project's
 model card on Hugging Face (piddnad/DDColor-models). Byte sizes and sha256 digests are not recorded
 here because no published list of them was found; the downloader then takes the size and the sha256
-that the server itself advertises for the file (Hugging Face sends `X-Linked-Size` and `X-Linked-ETag`,
-the sha256 of the LFS object) and refuses a file that does not match them.
+that the Hub itself advertises for the file (`X-Linked-Size` and `X-Linked-Etag`, the sha256 of the
+LFS object) and refuses a file that does not match them.
 """
 import dataclasses
 
-DEFAULT_BASE_URL = "https://huggingface.co/piddnad/DDColor-models/resolve/main"
-BASE_URL_ENV = "DDCOLOR_DOWNLOAD_BASE_URL"
+REPO_ID = "piddnad/DDColor-models"
+REVISION = "main"
+# Read by earlier versions of the pack; a mirror is now HF_ENDPOINT (huggingface_hub's own variable).
+RETIRED_BASE_URL_ENV = "DDCOLOR_DOWNLOAD_BASE_URL"
 
 
 @dataclasses.dataclass(frozen=True)

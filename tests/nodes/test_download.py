@@ -1,159 +1,183 @@
-"""The checkpoint downloader against a local HTTP server on loopback: success, integrity failures,
-a dropped connection, and never a partial file left behind."""
-import hashlib
-import http.server
+"""The checkpoint download (`python -m nodes.download`, the code behind the download node) running the
+real huggingface_hub against a loopback server that speaks the Hub's resolve protocol, with HF_ENDPOINT
+pointing at it: a fresh download into the shared cache, a dropped connection resumed, a tampered or
+wrong file refused, offline mode with and without the file, and the messages for a missing file, no
+network and a full disk. Each run is a fresh process, since huggingface_hub reads its environment
+variables once, at import."""
 import os
-import threading
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from nodes.download import DownloadError, download, main, release_named
-from nodes.releases import BASE_URL_ENV, RELEASES, Release
+from nodes.download import DownloadError, release_named
+from nodes.releases import RELEASES, REPO_ID, RETIRED_BASE_URL_ENV
+from tests.nodes.hub_server import COMMIT, HubFile, HubServer
 
-PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # a few chunks, not a multiple of the chunk size
-SHA = hashlib.sha256(PAYLOAD).hexdigest()
-NAME = "ddcolor_paper_tiny.pth"
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    """/<mode>/<file>: ok | hf (redirect carrying X-Linked-* like Hugging Face) | badsha | drop | missing."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        mode = self.path.strip("/").split("/")[0]
-        if mode == "missing":
-            self.send_error(404)
-            return
-        if mode in ("hf", "hfbad"):
-            self.send_response(302)
-            self.send_header("Location", "/ok/" + NAME)
-            self.send_header("X-Linked-Size", str(len(PAYLOAD)))
-            self.send_header("X-Linked-ETag", '"%s"' % (SHA if mode == "hf" else "0" * 64))
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(PAYLOAD)))
-        if mode == "badsha":
-            self.send_header("X-Linked-ETag", '"%s"' % ("f" * 64))
-        self.end_headers()
-        if mode == "drop":
-            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(2)  # the link dies mid-file
-            return
-        self.wfile.write(PAYLOAD)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TINY = "ddcolor_paper_tiny.pth"
+TOKEN = "hf_loopbackTestToken"
 
 
 @pytest.fixture(scope="module")
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def tiny_bytes(synthetic_checkpoint):
+    if synthetic_checkpoint is None:
+        pytest.skip("no synthetic DDColor checkpoint to serve")
+    return Path(synthetic_checkpoint).read_bytes()
 
 
-def use(monkeypatch, server, mode):
-    monkeypatch.setenv(BASE_URL_ENV, f"{server}/{mode}/")
+@pytest.fixture
+def hub():
+    server = HubServer(REPO_ID)
+    yield server
+    server.close()
 
 
-def leftovers(folder):
-    return sorted(p for p in os.listdir(folder))
+class Run:
+    def __init__(self, tmp_path, hub):
+        self.hf_home = tmp_path / "hf"
+        self.dest = tmp_path / "models" / "ddcolor"
+        self.hub = hub
+
+    def __call__(self, *names, endpoint=None, **env):
+        environment = {k: v for k, v in os.environ.items()
+                       if not k.startswith(("HF_", "HUGGINGFACE_")) and k != RETIRED_BASE_URL_ENV}
+        environment.update(HF_HOME=str(self.hf_home), HF_ENDPOINT=endpoint or self.hub.endpoint,
+                           HF_HUB_DISABLE_TELEMETRY="1", HF_TOKEN=TOKEN)
+        environment.update(env)
+        return subprocess.run([sys.executable, "-m", "nodes.download", *(names or (TINY,)), "--dest", str(self.dest)],
+                              cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=300)
+
+    def kept(self):
+        return sorted(p.name for p in self.dest.iterdir()) if self.dest.exists() else []
+
+    def cached(self, name=TINY):
+        return self.hf_home / "hub" / f"models--{REPO_ID.replace('/', '--')}" / "snapshots" / COMMIT / name
+
+    def blobs(self):
+        folder = self.hf_home / "hub" / f"models--{REPO_ID.replace('/', '--')}" / "blobs"
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_success_with_progress_and_no_temp_file(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "ok")
-    seen = []
-    path = download(Release(NAME, "tiny", size=len(PAYLOAD), sha256=SHA), tmp_path, progress=lambda d, t: seen.append((d, t)))
-    assert path == os.path.join(tmp_path, NAME)
-    with open(path, "rb") as f:
-        assert f.read() == PAYLOAD
-    assert leftovers(tmp_path) == [NAME]
-    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD)) and len(seen) >= 4
-    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+@pytest.fixture
+def run(tmp_path, hub):
+    return Run(tmp_path, hub)
 
 
-def test_hugging_face_redirect_headers_give_size_and_sha(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "hf")
-    path = download(RELEASES[NAME], tmp_path)  # no published size/sha: the server's X-Linked-* are used
-    with open(path, "rb") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == SHA
+def ok(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
 
 
-def test_advertised_sha_mismatch_after_redirect_keeps_nothing(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "hfbad")
-    with pytest.raises(DownloadError, match="sha256 .* does not match"):
-        download(RELEASES[NAME], tmp_path)
-    assert leftovers(tmp_path) == []
+def refused(result):
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stderr
 
 
-def test_size_mismatch_keeps_nothing(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "ok")
-    with pytest.raises(DownloadError, match=f"received {len(PAYLOAD)} bytes but {len(PAYLOAD) + 1} were expected"):
-        download(Release(NAME, "tiny", size=len(PAYLOAD) + 1), tmp_path)
-    assert leftovers(tmp_path) == []
+def test_fresh_download_goes_through_the_cache_then_offline_uses_it(run, hub, tiny_bytes):
+    hub.files[TINY] = HubFile(tiny_bytes)
+    result = ok(run())
+    final = run.dest / TINY
+    assert final.read_bytes() == tiny_bytes
+    assert run.kept() == [TINY]  # no temporary file next to it
+    assert "100.0%" in result.stdout
+    # the shared Hugging Face cache holds it, and models/ddcolor holds the same file, not a second copy
+    assert run.cached().resolve().stat().st_ino == final.stat().st_ino
+    # HF_TOKEN reached the Hub
+    assert {r.authorization for r in hub.seen("hub")} == {f"Bearer {TOKEN}"}
+    assert len(hub.seen("cdn", "GET")) == 1
+
+    final.unlink()
+    before = len(hub.requests)
+    ok(run(HF_HUB_OFFLINE="1"))  # offline, from the cache (checked again), without a request
+    assert final.read_bytes() == tiny_bytes
+    ok(run(HF_HUB_OFFLINE="1"))  # offline, already in models/ddcolor: kept as it is
+    assert len(hub.requests) == before
 
 
-def test_known_sha_mismatch_keeps_nothing(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "ok")
-    with pytest.raises(DownloadError, match="not the official release"):
-        download(Release(NAME, "tiny", sha256="0" * 64), tmp_path)
-    assert leftovers(tmp_path) == []
+def test_dropped_connection_is_resumed_where_it_stopped(run, hub, tiny_bytes):
+    cut = len(tiny_bytes) // 3
+    hub.files[TINY] = HubFile(tiny_bytes, drop_after=cut, drops=1)
+    ok(run())
+    assert (run.dest / TINY).read_bytes() == tiny_bytes
+    first, resumed = [r.range for r in hub.seen("cdn", "GET")]
+    # the second request asks only for the rest (from the last whole chunk written before the cut)
+    assert first is None and resumed.startswith("bytes=") and resumed.endswith("-")
+    assert 0 < int(resumed[len("bytes="):-1]) <= cut
 
 
-def test_server_advertised_sha_is_checked(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "badsha")
-    with pytest.raises(DownloadError, match="sha256"):
-        download(RELEASES[NAME], tmp_path)
-    assert leftovers(tmp_path) == []
+def test_connection_that_does_not_come_back_keeps_nothing(run, hub):
+    hub.files[TINY] = HubFile(os.urandom(1 << 20), drop_after=0, drops=1000)
+    message = refused(run())
+    assert "connection was lost" in message and TINY in message and "run the download again" in message
+    assert run.kept() == [] and run.blobs() == []
 
 
-def test_connection_drop_mid_file_keeps_nothing(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "drop")
-    with pytest.raises(DownloadError) as caught:
-        download(RELEASES[NAME], tmp_path)
-    assert NAME in str(caught.value) and "run the download again" in str(caught.value)
-    assert leftovers(tmp_path) == []
+def test_tampered_file_is_refused_and_leaves_the_cache(run, hub, tiny_bytes):
+    tampered = bytearray(tiny_bytes)
+    tampered[len(tampered) // 2] ^= 0xFF
+    hub.files[TINY] = HubFile(tiny_bytes, served=bytes(tampered))
+    message = refused(run())
+    assert f"{TINY} failed the integrity check" in message
+    assert f"{len(tiny_bytes):,} bytes" in message and hub.files[TINY].sha256 in message
+    assert "Run the download again" in message
+    assert run.kept() == [] and run.blobs() == []
+    # the refused file is not served from the cache later, offline or not
+    assert "not in the Hugging Face cache" in refused(run(HF_HUB_OFFLINE="1"))
 
 
-def test_http_error_names_the_file_and_the_env_var(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "missing")
-    with pytest.raises(DownloadError, match=f"HTTP 404.*{BASE_URL_ENV}"):
-        download(RELEASES[NAME], tmp_path)
-    assert leftovers(tmp_path) == []
+def test_file_of_another_variant_is_refused(run, hub, tiny_bytes):
+    hub.files["ddcolor_artistic.pth"] = HubFile(tiny_bytes)  # right sha and size, wrong model
+    message = refused(run("ddcolor_artistic.pth"))
+    assert "is a DDColor-tiny checkpoint, but the official ddcolor_artistic.pth is DDColor-large" in message
+    assert run.kept() == [] and run.blobs() == []
 
 
-def test_unreachable_server_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv(BASE_URL_ENV, "http://127.0.0.1:9")  # discard port: nothing listens
-    with pytest.raises(DownloadError, match="Could not reach"):
-        download(RELEASES[NAME], tmp_path)
-    assert leftovers(tmp_path) == []
+def test_file_that_is_no_checkpoint_is_refused(run, hub):
+    hub.files[TINY] = HubFile(os.urandom(1 << 20))
+    message = refused(run())
+    assert f"{TINY} from {hub.endpoint} is not a usable DDColor checkpoint" in message
+    assert run.kept() == [] and run.blobs() == []
 
 
-def test_existing_file_is_never_overwritten(server, monkeypatch, tmp_path):
-    use(monkeypatch, server, "ok")
-    (tmp_path / NAME).write_bytes(b"the user's own file")
-    assert download(RELEASES[NAME], tmp_path) == os.path.join(tmp_path, NAME)
-    assert (tmp_path / NAME).read_bytes() == b"the user's own file"
+def test_offline_without_the_file(run, hub, tiny_bytes):
+    hub.files[TINY] = HubFile(tiny_bytes)
+    message = refused(run(HF_HUB_OFFLINE="1"))
+    assert f"HF_HUB_OFFLINE is set and {TINY} is not in the Hugging Face cache" in message
+    assert "Unset HF_HUB_OFFLINE" in message
+    assert hub.requests == [] and run.kept() == []
+
+
+def test_missing_file_is_a_404_naming_the_mirror(run, hub):
+    message = refused(run())
+    assert f"{TINY} was not found in {REPO_ID} at {hub.endpoint} (HTTP 404)" in message
+    assert "HF_ENDPOINT" in message and run.kept() == []
+
+
+def test_no_network_names_the_endpoint_and_a_mirror(run):
+    message = refused(run(endpoint="http://127.0.0.1:9"))  # discard port: nothing listens
+    assert "Could not reach http://127.0.0.1:9" in message and TINY in message
+    assert "HF_ENDPOINT=https://hf-mirror.com" in message and run.kept() == []
+
+
+def test_full_disk_is_refused_before_downloading(run, hub):
+    hub.files[TINY] = HubFile(b"x", advertised_size=10 ** 17)  # 100 PB
+    message = refused(run())
+    assert f"Not enough disk space for {TINY}: it needs 100,000,000,000,000,000 bytes" in message
+    assert "HF_HUB_CACHE" in message
+    assert hub.seen("cdn") == [] and run.kept() == []
+
+
+def test_retired_base_url_setting_says_what_replaced_it(run, hub):
+    message = refused(run(**{RETIRED_BASE_URL_ENV: "https://mirror.example/x"}))
+    assert f"{RETIRED_BASE_URL_ENV} is no longer read" in message and "HF_ENDPOINT=" in message
+    assert hub.requests == []
 
 
 def test_unknown_release_lists_the_choices():
     with pytest.raises(DownloadError, match="ddcolor_paper.pth"):
         release_named("ddcolor_v2.pth")
-
-
-def test_command_line(server, monkeypatch, tmp_path, capsys):
-    use(monkeypatch, server, "hf")
-    assert main([NAME, "--dest", str(tmp_path)]) == 0
-    assert (tmp_path / NAME).read_bytes() == PAYLOAD
-    assert "100.0%" in capsys.readouterr().out
-    use(monkeypatch, server, "drop")
-    assert main(["ddcolor_artistic.pth", "--dest", str(tmp_path)]) == 1
-    assert leftovers(tmp_path) == [NAME]
 
 
 def test_the_four_official_releases():

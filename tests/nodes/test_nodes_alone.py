@@ -1,18 +1,16 @@
 """The DDColor nodes in a ComfyUI whose pack has the nodes alone (no VRAM guard): /free, the download
-node fetching from a loopback server that stands in for Hugging Face, and a user's input file that
-the pack must never replace. One server for the module."""
-import hashlib
-import http.server
+node fetching through huggingface_hub from a loopback server that speaks the Hub's resolve protocol
+(HF_ENDPOINT), and a user's input file that the pack must never replace. One server for the module."""
 import os
-import threading
 import uuid
 
 import pytest
 
-from nodes.releases import BASE_URL_ENV
+from nodes.releases import REPO_ID
 from tests.harness.comfyui_install import InstallError, ensure_comfyui
 from tests.harness.provision import build_server
 from tests.nodes.comfy_io import REPO_ROOT, api_workflow, free_and_check, node_of, run
+from tests.nodes.hub_server import HubFile, HubServer
 
 pytestmark = pytest.mark.comfyui
 
@@ -23,31 +21,13 @@ SAMPLE_COPY = "ddcolor_sample.png"
 
 @pytest.fixture(scope="module")
 def release_server(synthetic_checkpoint):
-    """Serves the synthetic checkpoint as /<RELEASE>, with Hugging Face's X-Linked-* headers."""
+    """(HF_ENDPOINT, payload): the synthetic checkpoint published as <RELEASE> of the official repo."""
     if synthetic_checkpoint is None:
         pytest.skip("no synthetic DDColor checkpoint to serve")
     payload = synthetic_checkpoint.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            if self.path != f"/{RELEASE}":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("X-Linked-Size", str(len(payload)))
-            self.send_header("X-Linked-ETag", '"%s"' % hashlib.sha256(payload).hexdigest())
-            self.end_headers()
-            self.wfile.write(payload)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", payload
-    httpd.shutdown()
-    httpd.server_close()
+    hub = HubServer(REPO_ID, {RELEASE: HubFile(payload)})
+    yield hub.endpoint, payload
+    hub.close()
 
 
 def nodes_only_pack(folder):
@@ -67,7 +47,7 @@ def alone(tmp_path_factory, synthetic_checkpoint, release_server):
     except InstallError as error:
         pytest.skip(f"ComfyUI cannot be installed here: {error}")
     base = tmp_path_factory.mktemp("comfy-alone")
-    server = build_server(base / "server", name="nodes-alone", env={BASE_URL_ENV: release_server[0]},
+    server = build_server(base / "server", name="nodes-alone", env={"HF_ENDPOINT": release_server[0], "HF_HOME": str(base / "hf")},
                           probe=False, checkpoint=synthetic_checkpoint,
                           pack_root=nodes_only_pack(base / "pack"))
     server.folders.input.mkdir(parents=True, exist_ok=True)
