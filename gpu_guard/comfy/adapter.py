@@ -9,6 +9,7 @@ import logging
 from .. import estimators
 from .admission import PromptAdmission
 from .events import failed_prompt_notifier, forward_guard_events
+from .operations import make_ops, start_ops
 from .queue_hook import QueueHook
 from .routes import GuardRoutes
 
@@ -65,7 +66,8 @@ class ComfyAdapter:
         estimators.set_class_lookup(node_class)
         self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
-        self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text)
+        self.ops = make_ops(guard, getattr(server, "port", None))
+        self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text, ops=self.ops)
         self.attached = []
 
     def stats(self) -> dict:
@@ -78,7 +80,7 @@ class ComfyAdapter:
             "# HELP gpu_guard_hook_errors_total Exceptions inside the queue hook; ComfyUI's own get ran instead\n"
             "# TYPE gpu_guard_hook_errors_total counter\n"
             f"gpu_guard_hook_errors_total {self.hook.stats()['hook_errors']}\n"
-        ).encode()
+        ).encode() + self.ops.metrics_text()
 
     def attach(self, routes_frozen_into_app: bool) -> None:
         """`routes_frozen_into_app`: ComfyUI already copied its RouteTableDef into the app (late,
@@ -87,6 +89,7 @@ class ComfyAdapter:
         self._step("prompt admission", lambda: self.server.app.middlewares.append(self.admission.middleware))
         self._step("routes", lambda: self._add_routes(routes_frozen_into_app))
         self._step("websocket events", lambda: forward_guard_events(self.guard, self.server))
+        self._step("operations", lambda: start_ops(self.guard, self.ops))
 
     def _step(self, name, action):
         try:

@@ -11,6 +11,7 @@ import logging
 
 from aiohttp import web
 
+from ..ops.event_log import parse_events_query
 from .config_access import bearer_token, content_type_refusal, write_refusal
 
 _log = logging.getLogger("gpu_guard.comfy")
@@ -26,10 +27,11 @@ class GuardRoutes:
     """The handlers; `extra_status()` adds the adapter's own counters to the status object and
     `extra_metrics()` its own Prometheus lines (bytes) to the metrics."""
 
-    def __init__(self, guard, extra_status=None, extra_metrics=None):
+    def __init__(self, guard, extra_status=None, extra_metrics=None, ops=None):
         self.guard = guard
         self.extra_status = extra_status
         self.extra_metrics = extra_metrics
+        self.ops = ops  # gpu_guard.ops.OpsService: event log, day counters, alerts
 
     def definitions(self):
         """(method, path, handler) for every route, without the /api prefix."""
@@ -39,12 +41,15 @@ class GuardRoutes:
             ("POST", f"{ROUTE_PREFIX}/config", self.post_config),
             ("GET", f"{ROUTE_PREFIX}/metrics", self.get_metrics),
             ("GET", f"{ROUTE_PREFIX}/ready", self.get_ready),
+            ("GET", f"{ROUTE_PREFIX}/events", self.get_events),
         ]
 
     async def get_status(self, request):
         status = self.guard.status()
         if self.extra_status is not None:
             status["adapter"] = self.extra_status()
+        if self.ops is not None:
+            status.update(self.ops.status())
         return web.json_response(status)
 
     async def get_config(self, request):
@@ -79,3 +84,15 @@ class GuardRoutes:
     async def get_ready(self, request):
         ok, reason = self.guard.ready()
         return web.json_response({"ready": bool(ok), "reason": reason}, status=200 if ok else 503)
+
+    async def get_events(self, request):
+        """A page of the event log: ?since=<seq>&kind=pause,resume&limit=100 (the file is read in the
+        executor, never on the event loop)."""
+        if self.ops is None:
+            return _errors(404, "the event log is not attached (see the server log)")
+        try:
+            since, kinds, limit = parse_events_query(request.query)
+        except ValueError as e:
+            return _errors(400, str(e))
+        page = await asyncio.get_running_loop().run_in_executor(None, self.ops.events, since, kinds, limit)
+        return web.json_response(page)

@@ -23,6 +23,8 @@ log = logging.getLogger("gpu_guard.ops")
 FILE_NAME = "gpu_guard_events.jsonl"
 TAIL_BYTES = 64 * 1024  # enough to hold the last complete line of a file (a line is well under 4 KiB)
 MAX_LIMIT = 1000
+KINDS = ("pause", "resume", "hold_start", "hold_end", "rejected", "hold_timeout", "reclaim", "sensor_failure",
+         "sensor_recovered", "config_change", "fast_lane", "unguarded", "alert")
 
 
 def iso_utc(at: float) -> str:
@@ -216,3 +218,26 @@ def _parse(line: bytes) -> Optional[dict]:
     except ValueError:
         return None  # a torn line from a crash: skipped, the rest of the file is fine
     return record if isinstance(record, dict) else None
+
+
+def parse_events_query(query) -> tuple:
+    """(since, kinds or None, limit) from `?since=&kind=&limit=`; ValueError names the bad parameter."""
+    def integer(name, default, lo, hi):
+        raw = query.get(name, "")
+        if raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        return value
+
+    since = integer("since", 0, 0, 2 ** 62)
+    limit = integer("limit", 100, 1, MAX_LIMIT)
+    kinds = [k.strip() for k in query.get("kind", "").split(",") if k.strip()] or None
+    unknown = sorted(set(kinds or ()) - set(KINDS))
+    if unknown:
+        raise ValueError(f"kind {', '.join(unknown)} is not an event kind; known: {', '.join(KINDS)}")
+    return since, kinds, limit

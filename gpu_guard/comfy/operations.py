@@ -1,0 +1,31 @@
+"""The guard's operations layer inside ComfyUI: the event log lives next to gpu_guard.json in
+ComfyUI's user directory; the service gets the guard's live settings and its events."""
+from __future__ import annotations
+
+import os
+import socket
+
+from .. import config as config_module
+from ..ops import OpsService
+from ..ops.event_log import FILE_NAME
+
+
+def event_log_path(guard):
+    """The log's path, or None when ComfyUI's user directory is unknown (no config file either)."""
+    if not guard.config_file:
+        return None
+    return os.path.join(os.path.dirname(os.path.abspath(guard.config_file)), FILE_NAME)
+
+
+def make_ops(guard, port=None) -> OpsService:
+    source = socket.gethostname() + (f":{port}" if port else "")
+    return OpsService(lambda: guard.config, event_log_path(guard),
+                      snapshot=lambda: {"held": len(guard.status()["held"])},
+                      source=source, shown_value=config_module.shown_value)
+
+
+def start_ops(guard, ops: OpsService):
+    """Subscribe first (events from now on wait in the service's queue), then replay the log and start."""
+    unsubscribe = guard.subscribe_events(ops.handle)
+    ops.start()
+    return unsubscribe
