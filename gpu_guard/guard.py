@@ -22,6 +22,7 @@ from .config import GuardConfig
 from .episodes import HoldEpisode
 from .metrics import GuardMetrics
 from .monitor import PAUSED, RUNNING, Monitor, Transition
+from .pack_version import VERSION as PACK_VERSION
 from .pending import NOTHING_PENDING, Pending, as_pending
 from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, RUN_NORMAL, Admission, HeldPrompt, PassResult,
                      Policy, QueueEntry, Verdict)
@@ -343,6 +344,7 @@ class Guard:
             m = self._monitor
             now = self._monotonic()
             return {
+                "version": PACK_VERSION,
                 "state": self.state,
                 "probe": {"name": self._probe.name if self._probe else "off", "ok": m.error is None,
                           "error": m.error, "error_count": m.error_count,

@@ -61,6 +61,7 @@ function onStatus(status) {
     view.held = status.held;
     view.heldAt = Date.now();
   }
+  settingsSync.showVersion(status.version);
   showAll(notices.status(status));
   // after setup's load only: before it the settings are not registered yet
   if (status.config && settingsSync.server) settingsSync.apply(status.config);
@@ -123,7 +124,7 @@ api.addEventListener("reconnected", () => void poll());
 
 app.registerExtension({
   name: "ddcolor_vram_guard.vram_guard",
-  settings: settingsSync.params,
+  settings: [...settingsSync.params, settingsSync.versionParam],
   bottomPanelTabs: [
     {
       id: PANEL_ID,

@@ -65,6 +65,16 @@ export class SettingsSync {
       ...(def.options ? { options: def.options } : {}),
       onChange: (value, old) => this.#changed(def, value, old),
     }));
+    // read-only: the pack's version from the guard's status (its one source is pyproject.toml)
+    this.versionParam = {
+      id: "VRAMGuard.PackVersion", name: "Pack version", category: [CATEGORY, "About", "Pack version"],
+      type: "text", defaultValue: "", attrs: { disabled: true },
+      tooltip: "The version of the comfyui-ddcolor-vram-guard pack on this server.",
+    };
+  }
+
+  showVersion(version) {
+    if (typeof version === "string" && version) this.versionParam.name = `Pack version ${version}`;
   }
 
   async load() {
