@@ -85,11 +85,12 @@ class Guard:
 
     @classmethod
     def from_environment(cls, config_file: Optional[str] = None, environ: Optional[Mapping[str, str]] = None,
-                         device_index: Optional[int] = None) -> "Guard":
+                         device_index: Optional[int] = None, compute_device: Optional[str] = None) -> "Guard":
         """Settings from defaults < config_file (JSON) < environment; never raises for bad values
-        (each bad setting is logged loudly and falls back to its default)."""
+        (each bad setting is logged loudly and falls back to its default). `compute_device`: the type of
+        ComfyUI's torch device (see make_probe)."""
         source = config_module.load(config_file, environ)
-        probe, note = make_probe(source.config.probe, device_index)
+        probe, note = make_probe(source.config.probe, device_index, compute_device=compute_device)
         return cls(source.config, probe, note, pinned=source.pinned, config_file=config_file, token=source.token)
 
     def set_idle_models_source(self, idle_models: Callable[[], int]) -> None:

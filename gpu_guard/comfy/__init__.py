@@ -39,14 +39,15 @@ def _config_file():
         return None
 
 
-def _comfy_device_index():
-    """The CUDA index of the device ComfyUI executes on (None: torch's current device)."""
-    try:
-        import comfy.model_management as model_management
-        device = model_management.get_torch_device()
-    except Exception:  # noqa: BLE001 - CPU-only or unusual builds: let the guard pick
-        return None
-    return device.index if getattr(device, "type", None) == "cuda" else None
+def build_guard(environ=None):
+    """The guard for this ComfyUI: settings from the environment and the config file, the probe on the
+    device ComfyUI executes on (off with the auto probe when that is not a CUDA GPU)."""
+    from ..guard import Guard
+    from .compute_device import comfy_compute_device
+
+    device = comfy_compute_device()
+    return Guard.from_environment(config_file=_config_file(), environ=environ, device_index=device.index,
+                                  compute_device=device.type)
 
 
 def _routes_already_in_app(server) -> bool:
@@ -54,10 +55,9 @@ def _routes_already_in_app(server) -> bool:
 
 
 def _install_into(server, late: bool):
-    from ..guard import Guard
     from .adapter import ComfyAdapter
 
-    guard = Guard.from_environment(config_file=_config_file(), device_index=_comfy_device_index())
+    guard = build_guard()
     adapter = ComfyAdapter(guard, server)
     adapter.attach(routes_frozen_into_app=late and _routes_already_in_app(server))
     guard.start()

@@ -24,12 +24,21 @@ class FailedProbe:
         raise ProbeError(self.error)
 
 
-def make_probe(spec: str, device_index: Optional[int] = None, wall: Callable[[], float] = time.time):
-    """(probe or None, note). None means the guard is off; the note says why (shown in the status)."""
+def make_probe(spec: str, device_index: Optional[int] = None, wall: Callable[[], float] = time.time,
+               compute_device: Optional[str] = None):
+    """(probe or None, note). None means the guard is off; the note says why (shown in the status).
+
+    `compute_device` is the type of the torch device ComfyUI executes on ("cuda", "cpu", "mps", ...;
+    None: unknown, taken as CUDA). On anything but CUDA the auto probe turns the guard off without
+    touching CUDA (no context is created); a probe named explicitly is used as asked.
+    """
     from .cuda import NvmlProbe, TorchProbe
 
     if spec == "off":
         return None, "probe off (GPU_GUARD_PROBE=off)"
+    if spec == "auto" and compute_device not in (None, "cuda"):
+        return None, (f"ComfyUI executes on {compute_device}, not on a CUDA GPU (e.g. --cpu), so the guard is "
+                      "off; set GPU_GUARD_PROBE (nvml, torch, ram or file:PATH) to guard anyway")
     if spec.startswith("file:"):
         return FileProbe(spec[len("file:"):], wall), None
     if spec == "ram":
@@ -37,7 +46,8 @@ def make_probe(spec: str, device_index: Optional[int] = None, wall: Callable[[],
     builders = {"nvml": NvmlProbe, "torch": TorchProbe}
     if spec in builders:
         try:
-            return builders[spec](device_index, wall), None
+            probe = builders[spec](device_index, wall)
+            return probe, getattr(probe, "note", None)
         except ProbeError as e:
             return FailedProbe(spec, str(e)), f"probe {spec} could not start: {e}"
         except Exception as e:  # noqa: BLE001 - report, never crash ComfyUI
@@ -45,7 +55,9 @@ def make_probe(spec: str, device_index: Optional[int] = None, wall: Callable[[],
     notes = []
     for name in ("nvml", "torch"):
         try:
-            return builders[name](device_index, wall), "; ".join(notes) or None
+            probe = builders[name](device_index, wall)
+            notes.append(getattr(probe, "note", None) or "")
+            return probe, "; ".join(n for n in notes if n) or None
         except Exception as e:  # noqa: BLE001 - try the next sensor
             notes.append(f"{name}: {e}")
     return None, "auto: no GPU sensor (" + "; ".join(notes) + "); the guard is off on this host"

@@ -5,6 +5,7 @@ import time
 from typing import Callable, Optional
 
 from .device_match import DeviceIds, match_nvml_index
+from .nvml_devices import nvml_devices
 from .reading import ProbeError, Reading, torch_reclaimable_bytes
 
 
@@ -58,6 +59,9 @@ class TorchProbe:
 
 
 class NvmlProbe:
+    """The NVML device (a GPU, or a MIG instance) that is CUDA's `device_index`. `note` says which GPUs
+    NVML could not identify and skipped (None when none)."""
+
     def __init__(self, device_index: Optional[int] = None, wall: Callable[[], float] = time.time):
         try:
             import pynvml
@@ -68,14 +72,14 @@ class NvmlProbe:
                              "or use GPU_GUARD_PROBE=torch") from None
         self._nvml = pynvml
         self.device_index = resolve_device_index(device_index)
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        nvml_ids = []
-        for handle in handles:
-            pci = pynvml.nvmlDeviceGetPciInfo(handle)
-            nvml_ids.append(DeviceIds(pynvml.nvmlDeviceGetUUID(handle), pci.domain, pci.bus, pci.device))
-        nvml_index = match_nvml_index(cuda_device_ids(self.device_index), nvml_ids)
-        self._handle = handles[nvml_index]
-        self.name = f"nvml:{nvml_index} (cuda:{self.device_index})"
+        devices, skipped = nvml_devices(pynvml)
+        self.note = "NVML: " + "; ".join(skipped) if skipped else None
+        try:
+            found = devices[match_nvml_index(cuda_device_ids(self.device_index), [d.ids for d in devices])]
+        except ProbeError as e:
+            raise ProbeError(f"{e}{' (' + self.note + ')' if self.note else ''}") from None
+        self._handle = found.handle
+        self.name = f"nvml:{found.label} (cuda:{self.device_index})"
         self._wall = wall
 
     def read(self) -> Reading:

@@ -20,9 +20,9 @@ def unguarded(request, tmp_path_factory):
 def test_guard_off_lets_everything_run_and_says_so(unguarded):
     spec, server = unguarded
     status = server.get_json("/gpu_guard/status")
-    if spec == "auto" and status["state"] != "off":
-        pytest.skip("this host has a GPU the auto probe can read")
     assert status["state"] == "off"
+    if spec == "auto":  # the harness runs ComfyUI with --cpu: off even on a host with a GPU, and says why
+        assert status["probe"]["note"].startswith("ComfyUI executes on cpu, not on a CUDA GPU"), status["probe"]
     assert status["held"] == []
     ready = server.get("/gpu_guard/ready")
     assert ready.status_code == 200 and ready.json()["reason"].startswith("guard off")

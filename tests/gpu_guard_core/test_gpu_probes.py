@@ -9,38 +9,16 @@ import types
 import pytest
 
 from gpu_guard.probes import ProbeError, make_probe
+from tests.gpu_guard_core.nvml_stand_in import GIB, Gpu, StandInNvml, pynvml
 
 torch = pytest.importorskip("torch")
-GIB = 1 << 30
 
 
-class FakeNvml(types.ModuleType):
+def FakeNvml(used=(10 * GIB, 30 * GIB), fail_read=False):
     """Two GPUs in NVML's order; the one torch uses is NVML's second."""
-
-    def __init__(self, used=(10 * GIB, 30 * GIB), fail_read=False):
-        super().__init__("pynvml")
-        self.devices = [("GPU-11111111-aaaa", 0x3B, used[0]), ("GPU-22222222-bbbb", 0x86, used[1])]
-        self.fail_read = fail_read
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlDeviceGetCount(self):
-        return len(self.devices)
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
-
-    def nvmlDeviceGetUUID(self, handle):
-        return self.devices[handle][0]
-
-    def nvmlDeviceGetPciInfo(self, handle):
-        return types.SimpleNamespace(domain=0, bus=self.devices[handle][1], device=0)
-
-    def nvmlDeviceGetMemoryInfo(self, handle):
-        if self.fail_read:
-            raise RuntimeError("GPU is lost")
-        return types.SimpleNamespace(used=self.devices[handle][2], total=80 * GIB)
+    lost = {"nvmlDeviceGetMemoryInfo": pynvml.NVML_ERROR_GPU_IS_LOST} if fail_read else {}
+    return StandInNvml([Gpu("GPU-11111111-aaaa", 0x3B, used[0], fails=dict(lost)),
+                        Gpu("GPU-22222222-bbbb", 0x86, used[1], fails=dict(lost))])
 
 
 @pytest.fixture
