@@ -17,8 +17,8 @@ from tests.harness.weights import place_checkpoint
 
 FAST_POLL_S = "0.05"
 DEFAULT_SETTINGS = dict(pause_at=0.85, resume_at=0.75, max_held=0, retry_after_s=10, hold_timeout_s=0,
-                        hold_timeout_action="keep",
-                        fast_lane=True, sensor_failures=3, sensor_policy="open", free_on_hold=True)
+                        hold_timeout_action="keep", fast_lane=True, fast_lane_max_overtake_s=60,
+                        sensor_failures=3, sensor_policy="open", free_on_hold=True, idle_unload_s=0)
 
 
 def guard_env(probe: ProbeFile, **extra) -> dict:
@@ -62,6 +62,7 @@ def drill(guard_server):
     guard_server.set_config(**DEFAULT_SETTINGS)
     guard_server.wait_state("running")
     guard_server.wait_idle()
+    guard_server.unload_models()  # a model left by another test would lower the pressure
     yield guard_server
     # leave nothing held for the next test
     guard_server.client.post("/queue", {"clear": True})

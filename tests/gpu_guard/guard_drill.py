@@ -52,17 +52,31 @@ class GuardDrill:
         return response.json()
 
     # -- readings and states
-    def read_ratio(self, ratio: float, timeout: float = 10.0) -> dict:
-        """Writes a reading and waits until the guard has taken it; returns the status then."""
-        self.probe.write_ratio(ratio, TOTAL_BYTES)
-        expected = round(ratio * TOTAL_BYTES) / TOTAL_BYTES
+    def read_ratio(self, ratio: float, timeout: float = 10.0, total_bytes: int = TOTAL_BYTES) -> dict:
+        """Writes a device reading (used fraction) and waits until the guard has taken it; returns the
+        status then. The guard's pressure is this minus ComfyUI's idle models (see unload_models)."""
+        self.probe.write_ratio(ratio, total_bytes)
+        expected = round(ratio * total_bytes)
 
         def taken():
             status = self.status()
             reading = status.get("reading")
-            return status if reading and abs(reading["ratio"] - expected) < 1e-9 else None
+            return status if reading and reading["used_bytes"] == expected \
+                and reading["total_bytes"] == total_bytes else None
 
         return wait_until(taken, timeout, what=f"the guard to read ratio {ratio}")
+
+    def unload_models(self, timeout: float = 30.0) -> dict:
+        """Has ComfyUI release its models (POST /free) and waits until the guard sees none idle, so the
+        pressure equals the device reading (exact thresholds)."""
+        def no_idle_models():
+            status = self.status()
+            reading = status.get("reading") or {}
+            return status if reading.get("reclaimable", {}).get("idle_models_bytes", 0) == 0 else None
+
+        if no_idle_models() is None:
+            self.client.free(unload_models=True, free_memory=False)
+        return wait_until(no_idle_models, timeout, what="ComfyUI's models to be released")
 
     def wait_state(self, state: str, timeout: float = 10.0) -> dict:
         return wait_until(lambda: (lambda s: s if s["state"] == state else None)(self.status()),

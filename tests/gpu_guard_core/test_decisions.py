@@ -184,3 +184,21 @@ def test_reclaim_is_asked_again_after_a_prompt_ran_in_the_episode(paused, at_rat
         assert not guard.should_request_free()
     finally:
         estimators.unregister("TestZeroCost")
+
+
+def test_a_pass_is_decided_against_one_reading_of_the_gate(paused, probe_file):
+    from gpu_guard.pending import EntryList
+
+    guard = paused()
+    queued = [entry(1, "front"), entry(2, "behind")]
+
+    def pending_while_the_memory_drops():
+        # the view is taken inside the pass, after the gate was read: resume right then
+        probe_file.write(ratio=0.1)
+        guard.poll_once()
+        return EntryList(queued)
+
+    result = guard.decide_pass(queued[0], pending_while_the_memory_drops)
+    assert guard.state == "running"
+    assert result.run is None, "a pass that began closed runs nothing in the normal lane"
+    assert guard.decide_pass(queued[0], lambda: EntryList(queued)).run == "front"

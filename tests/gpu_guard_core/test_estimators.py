@@ -73,3 +73,51 @@ def test_register_replaces_and_unregister_removes(registered):
     assert "TestR" in estimators.registered()
     estimators.unregister("TestR")
     assert estimators.estimate_node("TestR", {}, {}) is None
+
+
+class SizedNode:
+    """A node class of another pack, carrying the estimator contract as a classmethod."""
+
+    @classmethod
+    def VRAM_ESTIMATE(cls, inputs, prompt):
+        return inputs["mb"] * 1_000_000
+
+
+class PlainNode:
+    """A node class without an estimate."""
+
+
+@pytest.fixture
+def node_classes():
+    classes = {"OtherPackSized": SizedNode, "OtherPackPlain": PlainNode}
+    estimators.set_class_lookup(classes.get)
+    yield classes
+    estimators.set_class_lookup(None)
+
+
+def test_the_node_class_carries_its_own_estimate(node_classes):
+    prompt = {"1": {"class_type": "OtherPackSized", "inputs": {"mb": 300}},
+              "2": {"class_type": "SaveImage", "inputs": {}}}
+    assert estimators.estimate_prompt(prompt) == 300_000_000
+
+
+def test_a_class_without_the_attribute_is_unknown(node_classes):
+    assert estimators.estimate_prompt({"1": {"class_type": "OtherPackPlain", "inputs": {}}}) is None
+
+
+def test_the_class_attribute_wins_over_the_table(node_classes, registered):
+    registered("OtherPackSized", lambda inputs, prompt: 1)
+    assert estimators.estimate_node("OtherPackSized", {"mb": 2}, {}) == 2_000_000
+
+
+def test_a_broken_class_lookup_only_costs_the_estimate(registered):
+    def broken(class_type):
+        raise RuntimeError("lookup failed")
+
+    estimators.set_class_lookup(broken)
+    try:
+        registered("TestStillInTable", lambda inputs, prompt: 5)
+        assert estimators.estimate_node("TestStillInTable", {}, {}) == 5
+        assert estimators.estimate_node("Unknown", {}, {}) is None
+    finally:
+        estimators.set_class_lookup(None)

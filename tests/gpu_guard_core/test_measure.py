@@ -38,3 +38,51 @@ def test_reading_free_bytes_include_reclaimable():
     assert reading.free_bytes == 30
     assert reading.ratio == pytest.approx(0.70)
     assert reading.as_dict()["ratio"] == pytest.approx(0.70)
+
+
+def test_idle_models_do_not_count_as_pressure():
+    gib = 1 << 30
+    reading = Reading(used_bytes=90 * gib, total_bytes=100 * gib, reclaimable_bytes=4 * gib, at=0.0,
+                      idle_models_bytes=6 * gib)
+    assert reading.pressure_bytes == 80 * gib
+    assert reading.ratio == pytest.approx(0.80)
+    assert reading.device_ratio == pytest.approx(0.90)
+    assert reading.free_bytes == 20 * gib
+    shown = reading.as_dict()
+    assert shown["reclaimable"] == {"torch_cache_bytes": 4 * gib, "idle_models_bytes": 6 * gib}
+    assert shown["reclaimable_bytes"] == 10 * gib and shown["pressure_bytes"] == 80 * gib
+
+
+def test_the_guard_counts_idle_models_at_each_reading(make_guard, probe_file):
+    gib = 1 << 30
+    guard = make_guard()
+    idle = [0]
+    guard.set_idle_models_source(lambda: idle[0])
+    probe_file.write(used_bytes=90 * gib, total_bytes=100 * gib)
+    guard.poll_once()
+    assert guard.state == "paused"  # 90 % and nothing of it is ComfyUI's own
+    idle[0] = 20 * gib  # ComfyUI loaded a model that is now idle
+    guard.poll_once()
+    assert guard.state == "running" and guard.reading.ratio == pytest.approx(0.70)
+
+
+def test_idle_models_never_exceed_what_the_device_uses(make_guard, probe_file):
+    gib = 1 << 30
+    guard = make_guard()
+    guard.set_idle_models_source(lambda: 50 * gib)  # e.g. the file probe says less than is loaded
+    probe_file.write(used_bytes=10 * gib, total_bytes=100 * gib, reclaimable_bytes=2 * gib)
+    guard.poll_once()
+    assert guard.reading.idle_models_bytes == 8 * gib and guard.reading.pressure_bytes == 0
+
+
+def test_a_failing_idle_models_source_counts_them_as_pressure(make_guard, probe_file, caplog):
+    def broken():
+        raise RuntimeError("model list changed")
+
+    guard = make_guard()
+    guard.set_idle_models_source(broken)
+    probe_file.write(ratio=0.9)
+    guard.poll_once()
+    guard.poll_once()
+    assert guard.state == "paused" and guard.reading.idle_models_bytes == 0
+    assert caplog.text.count("could not measure ComfyUI's idle models") == 1

@@ -178,6 +178,34 @@ def test_gauge_sparkline_is_bounded_and_marks_transitions(js):
     assert result["durations"] == ["5 s", "2 min 5 s", "2 h 1 min"]
 
 
+def test_gauge_shows_pressure_and_device_use_and_says_why_they_differ(js):
+    gib = 1 << 30
+    result = js("""
+        const g = m.gauge.createGauge(document, null);
+        const reading = {ratio: 0.8, device_ratio: 0.9, used_bytes: 90 * arg, total_bytes: 100 * arg,
+                         reclaimable: {torch_cache_bytes: 4 * arg, idle_models_bytes: 6 * arg}};
+        g.update({state: 'running', reading, thresholds: {pause_at: 0.85, resume_at: 0.75}, probe: {ok: true},
+                  history: [], transitions: [], unguarded: {active: false}}, []);
+        const el = g.element;
+        const plainView = {value: el.querySelector('.vg-value').textContent,
+                           device: el.querySelector('.vg-device').textContent,
+                           deviceWidth: el.querySelector('.vg-device-fill').style.width,
+                           width: el.querySelector('.vg-fill').style.width, title: el.title};
+        g.update({state: 'running', reading, thresholds: {pause_at: 0.85, resume_at: 0.75}, probe: {ok: true},
+                  history: [], transitions: [], unguarded: {active: true, error: 'RuntimeError: bug'}}, []);
+        return {plainView, label: el.querySelector('.vg-state').textContent, state: el.dataset.state,
+                unguardedTitle: el.title};
+    """, gib)
+    view = result["plainView"]
+    assert view["value"] == "80 %" and view["device"] == "GPU 90 %"
+    assert view["width"] == "80.0%" and view["deviceWidth"] == "90.0%"
+    assert "Pressure (what the guard acts on): 80.0 %" in view["title"]
+    assert "GPU memory used (as nvidia-smi shows it): 90.0 %" in view["title"]
+    assert "idle models 6.0 %, torch cache 4.0 %" in view["title"] and "not pressure" in view["title"]
+    assert result["label"] == "UNGUARDED" and result["state"] == "unguarded"
+    assert "QUEUE UNGUARDED" in result["unguardedTitle"] and "RuntimeError: bug" in result["unguardedTitle"]
+
+
 def test_missing_guard_is_explained_on_the_gauge_and_in_the_panel(js):
     result = js("""
         const g = m.gauge.createGauge(document, null);

@@ -1,5 +1,6 @@
-// The compact VRAM gauge for the top bar: used %, a bar with the pause and resume thresholds marked,
-// the guard's state, and a sparkline of the recent history with the pause/resume transitions.
+// The compact VRAM gauge for the top bar: the pressure the guard acts on and the device's used memory
+// (what nvidia-smi says), a bar with both and the pause and resume thresholds marked, the guard's
+// state, and a sparkline of the recent pressure with the pause/resume transitions.
 import { count, percent } from "./format.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -53,22 +54,42 @@ function drawSparkline(doc, spark, status) {
   if (points.length) spark.append(svg(doc, "polyline", { class: "vg-spark-line", points: points.join(" ") }));
 }
 
+// The two figures and why they differ: ComfyUI evicts its own idle models and torch cache by itself
+// when the next prompt needs the room, so the guard does not wait for them.
+function readingLines(reading) {
+  if (!reading) return ["No memory reading"];
+  const lines = [`Pressure (what the guard acts on): ${percent(reading.ratio, 1)}`];
+  if (!Number.isFinite(reading.device_ratio)) return lines;
+  lines.push(`GPU memory used (as nvidia-smi shows it): ${percent(reading.device_ratio, 1)}`);
+  const parts = reading.reclaimable ?? {};
+  const total = reading.total_bytes;
+  if (total > 0 && (parts.torch_cache_bytes || parts.idle_models_bytes)) {
+    lines.push(`The difference is ComfyUI's own: idle models ${percent(parts.idle_models_bytes / total, 1)}, ` +
+      `torch cache ${percent(parts.torch_cache_bytes / total, 1)}. ComfyUI frees these itself when the next ` +
+      "prompt needs the room, so they are not pressure.");
+  }
+  return lines;
+}
+
 function describe(status, held, problem) {
   if (!status) {
     return problem
       ? { state: "unavailable", label: "unavailable", tip: `VRAM guard unavailable: ${problem}` }
       : { state: "unknown", label: "no data", tip: "VRAM guard: waiting for the server" };
   }
-  const { state, reading, thresholds = {}, probe = {} } = status;
+  const { state, reading, thresholds = {}, probe = {}, unguarded = {} } = status;
   const lines = [`VRAM guard: ${state}`];
-  lines.push(reading ? `GPU memory used: ${percent(reading.ratio, 1)}` : "No memory reading");
+  if (unguarded.active) lines.push(`QUEUE UNGUARDED: the guard's queue hook failed (${unguarded.error}); prompts run without it`);
+  lines.push(...readingLines(reading));
   if (probe.ok === false) lines.push(`Sensor failing: ${probe.error ?? "no reading"}`);
   if (probe.note) lines.push(probe.note); // e.g. why the guard is off on this host
   lines.push(`Pauses at ${percent(thresholds.pause_at)}, resumes below ${percent(thresholds.resume_at)}`);
   lines.push(`${count(held.length, "prompt")} held. Click for details.`);
   let label = state === "paused" ? `paused · ${held.length} held` : state;
-  if (probe.ok === false) label = "sensor failing";
-  return { state: probe.ok === false ? "failing" : state, label, tip: lines.join("\n") };
+  let shown = state;
+  if (probe.ok === false) [label, shown] = ["sensor failing", "failing"];
+  if (unguarded.active) [label, shown] = ["UNGUARDED", "unguarded"];
+  return { state: shown, label, tip: lines.join("\n") };
 }
 
 export function createGauge(doc, onClick) {
@@ -78,14 +99,16 @@ export function createGauge(doc, onClick) {
   root.setAttribute("aria-label", "VRAM guard");
   const name = el(doc, "span", "vg-name", "VRAM");
   const value = el(doc, "span", "vg-value", "–");
+  const device = el(doc, "span", "vg-device", "");
   const bar = el(doc, "span", "vg-bar");
+  const deviceFill = el(doc, "span", "vg-device-fill");
   const fill = el(doc, "span", "vg-fill");
   const pauseMark = el(doc, "span", "vg-mark vg-mark-pause");
   const resumeMark = el(doc, "span", "vg-mark vg-mark-resume");
-  bar.append(fill, resumeMark, pauseMark);
+  bar.append(deviceFill, fill, resumeMark, pauseMark);
   const spark = svg(doc, "svg", { class: "vg-spark", viewBox: `0 0 ${SPARK_W} ${SPARK_H}`, preserveAspectRatio: "none" });
   const stateLabel = el(doc, "span", "vg-state", "…");
-  root.append(name, value, bar, spark, stateLabel);
+  root.append(name, value, device, bar, spark, stateLabel);
   if (onClick) root.addEventListener("click", onClick);
 
   // problem: why there is no status (e.g. the guard's routes are missing), or null
@@ -98,6 +121,11 @@ export function createGauge(doc, onClick) {
     const ratio = status?.reading?.ratio;
     value.textContent = percent(ratio);
     fill.style.width = `${(100 * clamp01(Number.isFinite(ratio) ? ratio : 0)).toFixed(1)}%`;
+    const deviceRatio = status?.reading?.device_ratio;
+    const differs = Number.isFinite(deviceRatio) && Number.isFinite(ratio) && deviceRatio - ratio >= 0.005;
+    device.textContent = differs ? `GPU ${percent(deviceRatio)}` : "";
+    device.hidden = !differs;
+    deviceFill.style.width = `${(100 * clamp01(Number.isFinite(deviceRatio) ? deviceRatio : 0)).toFixed(1)}%`;
     const t = status?.thresholds ?? {};
     fill.classList.toggle("vg-over-pause", Number.isFinite(ratio) && ratio >= t.pause_at);
     fill.classList.toggle("vg-over-resume", Number.isFinite(ratio) && ratio >= t.resume_at && ratio < t.pause_at);

@@ -22,7 +22,7 @@ export function renderHeldPanel(container, view) {
     summary.textContent = problem ? `VRAM guard unavailable: ${problem}` : "Waiting for the VRAM guard's status…";
   } else {
     const t = status.thresholds ?? {};
-    const used = status.reading ? `GPU memory used ${percent(status.reading.ratio, 1)}` : "no memory reading";
+    const used = status.reading ? `GPU memory pressure ${percent(status.reading.ratio, 1)} (GPU used ${percent(status.reading.device_ratio, 1)})` : "no memory reading";
     summary.textContent =
       `Guard ${status.state}: ${used}; pauses at ${percent(t.pause_at)}, resumes below ${percent(t.resume_at)}. ` +
       `${count(held.length, "prompt")} held.`;

@@ -7,10 +7,10 @@ const CATEGORY = "VRAM Guard";
 
 // key: the guard's config name; percent: shown as % in the dialog, stored as a ratio on the server.
 export const GUARD_SETTINGS = [
-  { key: "pause_at", id: "VRAMGuard.PauseAt", group: "Thresholds", name: "Pause new prompts at (% GPU memory used)",
+  { key: "pause_at", id: "VRAMGuard.PauseAt", group: "Thresholds", name: "Pause new prompts at (% GPU memory pressure)",
     type: "number", percent: true, defaultValue: 85, attrs: { min: 1, max: 100, step: 0.5, maxFractionDigits: 1 },
     tooltip: "Prompts are held in the queue while GPU memory use is at or above this." },
-  { key: "resume_at", id: "VRAMGuard.ResumeAt", group: "Thresholds", name: "Resume below (% GPU memory used)",
+  { key: "resume_at", id: "VRAMGuard.ResumeAt", group: "Thresholds", name: "Resume below (% GPU memory pressure)",
     type: "number", percent: true, defaultValue: 75, attrs: { min: 1, max: 100, step: 0.5, maxFractionDigits: 1 },
     tooltip: "Held prompts start once memory use drops below this. Must be lower than the pause threshold." },
   { key: "max_held", id: "VRAMGuard.MaxHeld", group: "Hold queue", name: "Maximum held prompts (0 = no limit)",

@@ -19,6 +19,10 @@ export const CSS = `
   background: var(--comfy-menu-bg, #333); border: 1px solid var(--border-color, #555);
 }
 .vram-guard-gauge .vg-fill { position: absolute; left: 0; top: 0; bottom: 0; border-radius: 3px; background: var(--vg-ok); }
+.vram-guard-gauge .vg-device-fill { position: absolute; left: 0; top: 0; bottom: 0; border-radius: 3px; background: var(--vg-idle); opacity: .45; }
+.vram-guard-gauge .vg-device { font-size: .85em; color: var(--descrip-text, inherit); font-variant-numeric: tabular-nums; }
+.vram-guard-gauge[data-state="unguarded"] .vg-state { background: var(--vg-stop); }
+.vram-guard-gauge[data-state="unguarded"] { border-color: var(--vg-stop); }
 .vram-guard-gauge .vg-fill.vg-over-resume { background: var(--vg-warn); }
 .vram-guard-gauge .vg-fill.vg-over-pause { background: var(--vg-stop); }
 .vram-guard-gauge .vg-mark { position: absolute; top: -3px; bottom: -3px; width: 2px; margin-left: -1px; }

@@ -1,0 +1,121 @@
+"""Decision passes of the queue hook (stand-in PromptQueue, real Guard on a probe file): one gate
+reading per pass, a burst of puts while paused, and the opt-in idle unload."""
+import threading
+import time
+
+import pytest
+
+from gpu_guard import Guard, estimators
+from gpu_guard.comfy.queue_hook import QueueHook
+from tests.gpu_guard.stand_in_queue import StandInPromptQueue
+from tests.harness.probe_file import ProbeFile
+
+
+def item(number, prompt_id, class_type="EmptyImage"):
+    return (number, prompt_id, {"1": {"class_type": class_type, "inputs": {}}}, {}, ["1"], {})
+
+
+def wait_state(guard, state, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while guard.state != state:
+        assert time.monotonic() < deadline, f"guard never reached {state}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def rig(tmp_path):
+    probe = ProbeFile(tmp_path / "probe.json")
+    probe.write_ratio(0.1)
+    guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": "0.05"})
+    guard.start()
+    queue = StandInPromptQueue()
+    models = []
+    hook = QueueHook(guard, queue, lambda: models, hold_wait_s=0.02)
+    hook.install()
+    yield guard, queue, hook, probe, models
+    guard.stop()
+
+
+def test_a_resume_in_the_middle_of_a_pass_never_runs_a_later_prompt_first(rig):
+    guard, queue, _hook, probe, _models = rig
+    resumed = []
+
+    def resume_while_estimating(inputs, prompt):
+        # the estimate of the front prompt is where the pass is when the memory drops: the poll
+        # reading it lands before the pass has looked at the prompt behind
+        if not resumed:
+            resumed.append(True)
+            probe.write_ratio(0.1)
+            guard.poll_once()
+        return None  # unknown cost: the front prompt itself never runs fast
+
+    estimators.register("TestResumesMidPass", resume_while_estimating)
+    try:
+        probe.write_ratio(0.95)
+        wait_state(guard, "paused")
+        with queue.mutex:  # both queued before the worker looks
+            queue.put(item(1, "front", "TestResumesMidPass"))
+            queue.put(item(2, "behind"))
+        deadline = time.monotonic() + 5
+        popped = None
+        while popped is None and time.monotonic() < deadline:
+            popped = queue.get(timeout=0.1)
+        assert resumed, "the drill must resume in the middle of a pass"
+        assert popped[0][1] == "front", "a normal-lane run is always the heap's first prompt"
+    finally:
+        estimators.unregister("TestResumesMidPass")
+
+
+def test_a_burst_of_2000_puts_while_paused_is_cheap_and_coalesced(rig):
+    guard, queue, _hook, probe, _models = rig
+    held_events = []
+    guard.subscribe(lambda name, payload: name == "gpu_guard.held" and held_events.append(len(payload["held"])))
+    probe.write_ratio(0.95)
+    wait_state(guard, "paused")
+    stop = threading.Event()
+
+    def worker():  # ComfyUI's worker: every put wakes it and it makes a decision pass
+        while not stop.is_set():
+            assert queue.get(timeout=0.05) is None
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started = time.monotonic()
+    for n in range(2000):
+        queue.put(item(n, f"p{n}"))
+    put_s = time.monotonic() - started
+    time.sleep(0.4)  # the last coalesced event goes out within the rate limit
+    stop.set()
+    thread.join(5)
+    elapsed = time.monotonic() - started
+    assert len(guard.status()["held"]) == 2000
+    assert held_events[-1] == 2000, "the last state wins"
+    assert len(held_events) <= elapsed / 0.25 + 2, f"{len(held_events)} held events in {elapsed:.2f} s"
+    # a sort of the whole queue per put made this quadratic (seconds); a set update per put is not
+    assert put_s < 3.0, f"2,000 puts while paused took {put_s:.2f} s"
+
+
+def test_idle_models_are_released_after_idle_unload_s(rig):
+    guard, queue, hook, _probe, models = rig
+    guard.update_config({"idle_unload_s": 0.3})
+    models.append("a loaded model")
+    queue.put(item(1, "a"))
+    popped, number = queue.get(timeout=1.0)
+    queue.task_done(number, {"outputs": {}, "meta": {}}, status=queue.ExecutionStatus("success", True, []))
+    started = time.monotonic()
+    assert queue.get(timeout=5.0) is None  # the worker waits idle ...
+    waited = time.monotonic() - started
+    assert queue.flags == {"unload_models": True}, "... and gets the unload flag after idle_unload_s"
+    assert 0.2 <= waited < 2.0
+    assert hook.stats()["idle_unloads"] == 1
+    queue.flags.clear()
+    assert queue.get(timeout=0.5) is None
+    assert queue.flags == {}, "once per idle period"
+
+
+def test_no_idle_unload_when_off_or_nothing_is_loaded(rig):
+    guard, queue, hook, _probe, models = rig
+    assert queue.get(timeout=0.3) is None and queue.flags == {}  # off by default
+    guard.update_config({"idle_unload_s": 0.1})
+    assert queue.get(timeout=0.3) is None and queue.flags == {}  # nothing loaded
+    assert hook.stats()["idle_unloads"] == 0
