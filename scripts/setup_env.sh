@@ -24,6 +24,16 @@ if [ "${1:-}" = "--with-browser" ]; then
     fi
   fi
 fi
+# Debian's Prometheus (server + promtool) and Alertmanager: the rules and end-to-end operations tests.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus prometheus-alertmanager >/dev/null) \
+      || echo "setup_env: could not install prometheus; the Prometheus tests will be skipped" >&2
+  else
+    echo "setup_env: prometheus/prometheus-alertmanager not found and not root; the Prometheus tests will be skipped" >&2
+  fi
+fi
 # comfy-cli, the Comfy registry's tool, in a venv of its own (its many dependencies stay out of .venv):
 # tests/test_registry.py runs `comfy node validate` with it. Unpinned, like the registry's publish action.
 if [ ! -x .cache/comfy-cli/bin/comfy ]; then
