@@ -1,0 +1,136 @@
+"""End to end on loopback: Debian's Prometheus scrapes a real ComfyUI with the pack (file probe), the
+pause alert fires in /api/v1/alerts, Debian's Alertmanager delivers it to a webhook receiver, and it
+resolves after the reading drops; every Grafana panel's query returns a series from that Prometheus."""
+import json
+import re
+
+import pytest
+import yaml
+
+from tests.gpu_guard.guard_drill import GuardDrill, tiny_workflow, wait_until
+from tests.ops.prometheus_servers import DASHBOARD, RULES, binary, start_alertmanager, start_prometheus
+from tests.ops.receiver import Receiver
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
+
+PAUSE_ALERT = "GpuGuardPaused"
+PAUSE_FOR = "2s"  # the shipped rule waits 5m; the test keeps the expression and shortens only the wait
+
+
+def rules_with_short_pause_window(folder):
+    rules = yaml.safe_load(RULES.read_text())
+    (alert,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == PAUSE_ALERT]
+    alert["for"] = PAUSE_FOR
+    path = folder / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
+def dashboard_queries():
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def as_prometheus_query(expr):
+    """Grafana's variables as the dashboard's defaults resolve them: all instances, a 1-minute rate window."""
+    return expr.replace("$instance", ".+").replace("$__rate_interval", "1m")
+
+
+def alertmanager_config(receiver_url):
+    return yaml.safe_dump({
+        "route": {"receiver": "loopback", "group_by": ["alertname", "instance"], "group_wait": "1s",
+                  "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "loopback", "webhook_configs": [{"url": receiver_url, "send_resolved": True}]}]})
+
+
+def prometheus_config(rules_path, alertmanager_port, comfy_url):
+    target = re.sub(r"^https?://", "", comfy_url).rstrip("/")
+    return yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules_path)],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
+        "scrape_configs": [{"job_name": "comfyui", "metrics_path": "/gpu_guard/metrics",
+                            "static_configs": [{"targets": [target]}]}]})
+
+
+def pause_alerts(prometheus):
+    return [a for a in prometheus.get_json("/api/v1/alerts")["data"]["alerts"]
+            if a["labels"]["alertname"] == PAUSE_ALERT]
+
+
+def query(prometheus, expr):
+    answer = prometheus.get_json("/api/v1/query", query=expr)
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def notifications(receiver):
+    return [r.json() for r in receiver.requests if r.path == "/alertmanager"]
+
+
+def test_dashboard_is_checked_json_with_a_datasource_variable():
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert dashboard["panels"] and len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"] and all(t["expr"].strip() and t["refId"] for t in panel["targets"]), panel["title"]
+    wanted = ("gpu_guard_device_used_ratio", "gpu_guard_pressure_ratio", "gpu_guard_pause_at_ratio",
+              "gpu_guard_resume_at_ratio", "gpu_guard_state", "gpu_guard_held_prompts", "gpu_guard_pending_prompts",
+              "gpu_guard_rejected_prompts_total", 'gpu_guard_admitted_prompts_total', "gpu_guard_hold_wait_seconds_bucket",
+              "gpu_guard_pauses_today", "gpu_guard_sensor_errors_total")
+    every_query = " ".join(expr for _, expr in dashboard_queries())
+    assert all(name in every_query for name in wanted), [n for n in wanted if n not in every_query]
+
+
+def test_pause_alert_fires_and_resolves_through_prometheus_and_alertmanager(comfy_factory, tmp_path):
+    for name in ("prometheus", "prometheus-alertmanager"):
+        binary(name)
+    with Receiver(script=[200]) as receiver:
+        pack_target = [{"name": "pack-chat", "format": "slack", "url": receiver.url + "/pack"}]
+        server = comfy_factory(env={"GPU_GUARD_POLL_S": "0.05", "GPU_GUARD_WEBHOOKS": json.dumps(pack_target)})
+        drill = GuardDrill(server, server.probe)
+        alertmanager = start_alertmanager(tmp_path / "am", alertmanager_config(receiver.url + "/alertmanager"))
+        try:
+            prometheus = start_prometheus(tmp_path / "prom", prometheus_config(
+                rules_with_short_pause_window(tmp_path), alertmanager.port, server.url))
+            try:
+                wait_until(lambda: query(prometheus, 'up{job="comfyui"} == 1') and query(prometheus, "gpu_guard_state"),
+                           timeout=30, interval=0.2, what="Prometheus scraping ComfyUI")
+                assert pause_alerts(prometheus) == []
+
+                drill.pause()
+                prompt_id = server.post_prompt(tiny_workflow(7))
+                wait_until(lambda: query(prometheus, "gpu_guard_held_prompts >= 1"), timeout=20, interval=0.2,
+                           what="Prometheus to see the held prompt")
+                (alert,) = wait_until(lambda: [a for a in pause_alerts(prometheus) if a["state"] == "firing"],
+                                      timeout=30, interval=0.2, what="the pause alert firing in /api/v1/alerts")
+                assert alert["labels"]["job"] == "comfyui" and alert["labels"]["severity"] == "warning"
+                firing = wait_until(lambda: [n for n in notifications(receiver) if n["status"] == "firing"],
+                                    timeout=30, interval=0.2, what="Alertmanager to deliver the pause alert")[0]
+                assert firing["version"] == "4" and firing["receiver"] == "loopback"
+                assert firing["groupLabels"] == {"alertname": PAUSE_ALERT, "instance": alert["labels"]["instance"]}
+                (sent,) = firing["alerts"]
+                assert sent["status"] == "firing" and sent["labels"]["alertname"] == PAUSE_ALERT
+                assert "holds prompts" in sent["annotations"]["summary"] and sent["startsAt"]
+
+                drill.resume()
+                assert server.wait_history(prompt_id, timeout=60)["status"]["status_str"] == "success"
+                wait_until(lambda: pause_alerts(prometheus) == [], timeout=30, interval=0.2,
+                           what="the pause alert to leave /api/v1/alerts")
+                resolved = wait_until(lambda: [n for n in notifications(receiver) if n["status"] == "resolved"],
+                                      timeout=30, interval=0.2, what="Alertmanager to deliver the resolve")[0]
+                assert resolved["alerts"][0]["labels"]["alertname"] == PAUSE_ALERT
+                assert resolved["alerts"][0]["endsAt"] > resolved["alerts"][0]["startsAt"]
+
+                wait_until(lambda: query(prometheus, "gpu_guard_hold_wait_seconds_count > 0"), timeout=20,
+                           interval=0.2, what="the hold wait in Prometheus")
+                empty = [(title, expr) for title, expr in dashboard_queries()
+                         if not query(prometheus, as_prometheus_query(expr))]
+                assert empty == [], f"dashboard queries without a series: {empty}"
+                assert query(prometheus, "gpu_guard_pauses_today")[0]["value"][1] == "1"
+            finally:
+                prometheus.stop()
+        finally:
+            alertmanager.stop()
