@@ -524,7 +524,7 @@ class Guard:
             return
         self._pending_dirty = False
         pending = self._pending
-        changed, left, joined = self._policy.sync(pending.ids(), pending.entry, self._monotonic())
+        changed, left, joined = self._policy.sync(pending.ids(), pending.entries, self._monotonic())
         self._held_changed(left, joined, changed, urgent=urgent)
 
     def _held_changed(self, left: Sequence[HeldPrompt], joined: Sequence[HeldPrompt], changed: bool = False,

@@ -6,7 +6,7 @@ asks for the ids (a set update) and builds entries only for prompts it has not s
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from typing import Collection, Iterable, Protocol, Sequence
 
 from .policy import QueueEntry
 
@@ -15,10 +15,10 @@ class Pending(Protocol):
     def __len__(self) -> int: ...
 
     def ids(self) -> Iterable[str]:
-        """The queued prompt ids, in any order."""
+        """The queued prompt ids, in any order (a set is cheapest)."""
 
-    def entry(self, prompt_id: str) -> QueueEntry:
-        """The entry of one queued prompt."""
+    def entries(self, prompt_ids: Collection[str]) -> list:
+        """The QueueEntry of each queued prompt whose id is in prompt_ids, in one pass."""
 
 
 class EntryList:
@@ -33,8 +33,8 @@ class EntryList:
     def ids(self) -> Iterable[str]:
         return self._by_id.keys()
 
-    def entry(self, prompt_id: str) -> QueueEntry:
-        return self._by_id[prompt_id]
+    def entries(self, prompt_ids: Collection[str]) -> list:
+        return [self._by_id[pid] for pid in prompt_ids]
 
 
 NOTHING_PENDING = EntryList(())

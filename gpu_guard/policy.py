@@ -129,19 +129,21 @@ class Policy:
         ordered = self.ordered()
         return ordered[0] if ordered else None
 
-    def sync(self, prompt_ids: Iterable[str], entry_of: Callable[[str], QueueEntry], now: float) -> tuple:
+    def sync(self, prompt_ids: Iterable[str], entries_of: Callable[[set], list], now: float) -> tuple:
         """Make the held set the pending prompts (the gate is closed): `prompt_ids` are the queued
-        ids in any order, `entry_of(id)` builds the entry of a new one. Returns (changed, left, joined)."""
-        pending = set(prompt_ids)
+        ids in any order, `entries_of(ids)` builds the entries of the new ones. Returns
+        (changed, left, joined). A put costs a set difference, never a sort."""
+        pending = prompt_ids if isinstance(prompt_ids, (set, frozenset)) else set(prompt_ids)
         held = self.held
-        if len(pending) == len(held) and pending.issuperset(held):
+        new = pending.difference(held)
+        left = []
+        if len(held) + len(new) != len(pending):  # some held prompt is gone (deleted, run, cleared)
+            left = [self._remove(pid) for pid in [pid for pid in held if pid not in pending]]
+        if not new and not left:
             return False, [], []  # the usual wake-up: nothing moved
-        left = [self._remove(pid) for pid in [pid for pid in held if pid not in pending]]
-        joined = []
-        for pid in pending.difference(held):
-            prompt = _held_from(entry_of(pid), now)
+        joined = [_held_from(entry, now) for entry in entries_of(new)] if new else []
+        for prompt in joined:
             self._add(prompt)
-            joined.append(prompt)
         return True, left, joined
 
     def release_all(self) -> list:

@@ -58,15 +58,23 @@ class HeapView:
         return len(self._items)
 
     def ids(self):
-        return [item[1] for item in self._items]
+        return {item[1] for item in self._items}
 
     def item(self, prompt_id):
         if self._by_id is None:
             self._by_id = {item[1]: item for item in self._items}
         return self._by_id[prompt_id]
 
-    def entry(self, prompt_id) -> QueueEntry:
-        return entry_of(self.item(prompt_id))
+    def entries(self, prompt_ids) -> list:
+        # From the end, stopping once all are found: a put appends to the heap and ComfyUI's numbers
+        # grow, so a new prompt is almost always among the last items.
+        found, wanted = [], len(prompt_ids)
+        for item in reversed(self._items):
+            if item[1] in prompt_ids:
+                found.append(entry_of(item))
+                if len(found) == wanted:
+                    break
+        return found
 
 
 def pop_item(queue, item, original_get):

@@ -26,7 +26,7 @@ def test_hold_timeout_fail_puts_an_error_with_the_wait_into_history(drill):
     assert kinds == ["execution_start", "execution_error"]
     error = status["messages"][1][1]
     assert error["prompt_id"] == pid
-    assert re.search(r"waited \d+ s for GPU memory above 85 %", error["exception_message"]), error
+    assert re.search(r"waited \d+ s for GPU memory pressure above 85 %", error["exception_message"]), error
     assert error["exception_type"] == "gpu_guard.HoldTimeout"
     assert entry["outputs"] == {}
     assert error_event.data["exception_message"] == error["exception_message"]

@@ -89,7 +89,7 @@ def test_metrics_in_prometheus_text_format(drill):
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     text = response.text
-    assert "gpu_guard_used_ratio 0.5" in text
+    assert "gpu_guard_pressure_ratio 0.5" in text and "gpu_guard_device_used_ratio 0.5" in text
     assert "# TYPE gpu_guard_hook_errors_total counter" in text
     assert "gpu_guard_hook_errors_total 0" in text
     assert 'gpu_guard_state{gpu_guard_state="running"} 1.0' in text
