@@ -94,3 +94,32 @@ def test_bad_query_and_bad_settings_are_refused_naming_them(comfy_factory):
         assert "SECRETPART" not in text, (route, text[text.find("SECRETPART") - 300:][:400])
     assert server.get_json("/gpu_guard/config")["webhooks"][0]["url"] == "https://hooks.slack.com/…"
     assert json.loads(config_file.read_text())["webhooks"][0]["url"].endswith("SECRETPART")
+
+
+def test_the_pack_sends_a_signed_alert_and_its_resolve_when_the_sensor_fails(comfy_factory):
+    import base64
+    import hashlib
+    import hmac
+
+    from tests.ops.receiver import Receiver
+
+    secret = "whsec_" + base64.b64encode(b"comfyui-ops-test-secret-32-bytes").decode()
+    with Receiver() as receiver:
+        target = [{"name": "oncall", "format": "json", "url": receiver.url + "/hook", "secret_env": "OPS_SECRET"}]
+        server = comfy_factory(env={"GPU_GUARD_POLL_S": "0.05", "GPU_GUARD_WEBHOOKS": json.dumps(target),
+                                    "OPS_SECRET": secret})
+        server.probe.write_text("not json")
+        firing = receiver.wait_for(1, timeout=30)[0]
+        server.probe.write_low()
+        resolved = receiver.wait_for(2, timeout=30)[1]
+    key = base64.b64decode(secret[len("whsec_"):])
+    for request, status in ((firing, "firing"), (resolved, "resolved")):
+        signed = f"{request.headers['webhook-id']}.{request.headers['webhook-timestamp']}.".encode() + request.body
+        expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        assert request.headers["webhook-signature"] == expected
+        payload = request.json()
+        assert payload["type"] == f"gpu_guard.alert.{status}" and payload["data"]["rule"] == "sensor_failing"
+    assert "not JSON" in firing.json()["data"]["text"] or "json" in firing.json()["data"]["text"].lower()
+    alerts = server.get_json("/gpu_guard/events?kind=alert")["events"]
+    assert [(e["rule"], e["status"]) for e in alerts] == [("sensor_failing", "firing"), ("sensor_failing", "resolved")]
+    assert secret not in server.get("/gpu_guard/config").text + server.get("/gpu_guard/status").text
