@@ -264,12 +264,17 @@ class Guard:
 
     def note_pending(self, pending) -> None:
         """Tell the guard the pending prompts (a gpu_guard.pending view or a list of QueueEntry) at
-        every queue change, so it can track the held set, positions and waited times. While paused a
-        put costs one set update (no sort), and "gpu_guard.held" goes out at most every
-        HELD_EVENT_INTERVAL_S with the latest set."""
+        every queue change, so it can track the held set, positions and waited times. While paused the
+        held set follows at once when the "gpu_guard.held" rate limit (HELD_EVENT_INTERVAL_S) allows,
+        else at the next decision pass, poll, status read or flush: a burst of puts costs a stored view
+        per put, not a sync (and never a sort)."""
         with self._lock:
             self._pending, self._pending_dirty = as_pending(pending), True
-            self._sync_held()
+            if self._gate_closed():
+                if self._monotonic() - self._held_event_at >= HELD_EVENT_INTERVAL_S:
+                    self._sync_held()
+                else:
+                    self._held_event_due = True
         self._deliver()
 
     def admission(self, held_count: int) -> Admission:
@@ -287,12 +292,14 @@ class Guard:
         """True when the adapter, with nothing running, should ask ComfyUI to release its idle models:
         once per hold episode, and again after a prompt ran during it (at most every RECLAIM_REARM_S)."""
         with self._lock:
-            if (not self.config.free_on_hold or not self._gate_closed() or self._monitor.sensor_failing
-                    or not self._policy.held):
+            if not self.config.free_on_hold or not self._gate_closed() or self._monitor.sensor_failing:
                 return False
             now = self._monotonic()
             if self._reclaim_at is not None and not (self._ran_since_reclaim
                                                      and now - self._reclaim_at >= RECLAIM_REARM_S):
+                return False
+            self._sync_held()
+            if not self._policy.held:
                 return False
             self._reclaim_at, self._ran_since_reclaim = now, False
             self.metrics.reclaims.inc()

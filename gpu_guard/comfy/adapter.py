@@ -49,10 +49,14 @@ def idle_models_bytes(loaded_models, device) -> int:
 
 
 def comfy_node_class(class_type):
-    """ComfyUI's node class for a class_type (V1 and V3 nodes both land in NODE_CLASS_MAPPINGS)."""
-    import nodes as comfy_nodes  # ComfyUI's top-level nodes module
+    """ComfyUI's node class for a class_type (V1 and V3 nodes both land in NODE_CLASS_MAPPINGS), or
+    None outside ComfyUI (no top-level `nodes` module with the mappings)."""
+    try:
+        import nodes as comfy_nodes  # ComfyUI's top-level nodes module
 
-    return comfy_nodes.NODE_CLASS_MAPPINGS.get(class_type)
+        return comfy_nodes.NODE_CLASS_MAPPINGS.get(class_type)
+    except Exception:  # noqa: BLE001 - not ComfyUI's module: no class, the table still answers
+        return None
 
 
 class ComfyAdapter:

@@ -21,6 +21,9 @@ _log = logging.getLogger("gpu_guard.comfy")
 
 # While holding, how long one `get` waits before handing control back to ComfyUI's worker loop
 HOLD_WAIT_S = 0.25
+# While paused, at most one decision pass per this interval: every put wakes the worker, and a pass
+# over a long held queue under the queue's mutex would make a burst of puts wait on each other.
+PAUSED_PASS_INTERVAL_S = 0.05
 
 
 class QueueHook:
@@ -46,6 +49,7 @@ class QueueHook:
         self.failed_prompts = 0
         self.fast_lane_runs = 0
         self._poll_after_free = False
+        self._next_paused_pass = 0.0
         self._last_prompt_at = monotonic()  # when the worker last took or finished a prompt
         self._idle_unloaded = False  # released the idle models since then
         self._stats_lock = threading.Lock()
@@ -118,7 +122,15 @@ class QueueHook:
                     # as ComfyUI's own get: a wake-up with nothing queued (the flags POST /free
                     # sets) goes back to the worker at once, so it frees memory while idle
                     return None
-            popped = self._admit_one()
+            now = self._monotonic()
+            if self.guard.state == "paused" and now < self._next_paused_pass:
+                since = self.guard.version  # a pass was made just now: wait for the next one
+                wait_s = self._next_paused_pass - now
+                popped = None
+            else:
+                wait_s = self.hold_wait_s
+                popped = self._admit_one()
+                self._next_paused_pass = now + PAUSED_PASS_INTERVAL_S
             if popped is not None:
                 self._last_prompt_at, self._idle_unloaded = self._monotonic(), False
                 return popped
@@ -127,7 +139,7 @@ class QueueHook:
             since = self.guard.version
         # everything is held: wait outside the mutex for a change (resume, new prompt, config)
         now = self._monotonic()
-        remaining = self.hold_wait_s if deadline is None else min(self.hold_wait_s, deadline - now)
+        remaining = wait_s if deadline is None else min(wait_s, deadline - now)
         if remaining > 0:
             self.guard.wait_for_change(remaining, since)
         return None
