@@ -3,19 +3,21 @@
 Official steps: L of the original; the image resized to the model size, reduced to its L and
 turned back into gray RGB for the model; the predicted ab upsampled (nearest) to the original
 size and merged with the original L; Lab -> RGB. Optional extras are in ColorizeOptions.
+Two implementations of the steps around the model: numpy/OpenCV on the CPU (here) and torch on
+the model's device (torch_pipeline.py), with the same numbers.
 """
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .lab import gray_rgb, lab_to_rgb, resize_bilinear, rgb_to_lab
 from .presets import SIZE_MULTIPLE, round_size
+from .torch_pipeline import AB_LIMITS, colorize_tensors, upsample_ab
 
 AB_UPSAMPLE_MODES = ("nearest", "bilinear")
-AB_LIMITS = (-128.0, 127.0)
+BACKENDS = ("torch", "opencv")
 
 
 @dataclass
@@ -50,35 +52,56 @@ def model_input_size(height, width, size, keep_aspect):
     return (size, short) if height > width else (short, size)
 
 
-def colorize(model, rgb, size, options=None):
+def colorize(model, rgb, size, options=None, backend=None):
     """Colourise ``rgb`` (B, H, W, 3 or 4) with ``model`` at model size ``size``.
 
     Returns a tensor of the same shape, dtype and device; an alpha channel is passed through.
+    backend: "torch" runs the Lab conversions, resizes and merge in torch on the model's
+    device; "opencv" runs them with OpenCV on the CPU; None (default) picks torch for a model
+    on a GPU and OpenCV for a model on the CPU, where OpenCV measures faster
+    (bench/bench_pipeline.py).
     """
     options = options or ColorizeOptions()
     _check_image(rgb)
     size, note = round_size(size)
     if note:
         warnings.warn(note, stacklevel=2)
+    device = _model_device(model)
+    backend = backend or ("opencv" if device.type == "cpu" else "torch")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
+    height, width = rgb.shape[1:3]
+    in_h, in_w = model_input_size(height, width, size, options.keep_aspect)
     with torch.inference_mode():
-        colored = _colorize_arrays(model, rgb[..., :3].detach().to("cpu", torch.float32).numpy(),
-                                   size, options)
-    # Built outside inference mode so callers may modify the result in place.
-    result = torch.from_numpy(colored).to(device=rgb.device, dtype=rgb.dtype)
+        if backend == "torch":
+            colored = colorize_tensors(model, rgb[..., :3], in_h, in_w, options, device)
+        else:
+            colored = _colorize_arrays(
+                model, rgb[..., :3].detach().to("cpu", torch.float32).numpy(), in_h, in_w, options)
+    # Made outside inference mode so callers may modify the result in place.
+    if isinstance(colored, np.ndarray):
+        colored = torch.from_numpy(colored)
+    result = colored.to(device=rgb.device, dtype=rgb.dtype)
+    if result.is_inference():
+        result = result.clone()
     if rgb.shape[-1] == 4:
         result = torch.cat([result, rgb[..., 3:]], dim=-1)
     return result
 
 
-def _colorize_arrays(model, color, size, options):
+def _model_device(model):
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _colorize_arrays(model, color, in_h, in_w, options):
     """The pipeline on (B, H, W, 3) float32 RGB numpy; returns the same layout."""
     height, width = color.shape[1:3]
-    in_h, in_w = model_input_size(height, width, size, options.keep_aspect)
     labs = [rgb_to_lab(image) for image in color]
     ab = torch.from_numpy(np.stack([lab[..., 1:] for lab in labs])).permute(0, 3, 1, 2)
     if options.strength > 0:  # strength 0 keeps the input's chroma: no forward needed
         predicted = predict_ab(model, color, in_h, in_w)
-        predicted = _upsample(predicted, height, width, options.ab_upsample)
+        predicted = upsample_ab(predicted, height, width, options.ab_upsample)
         if options.clamp_ab:
             predicted = predicted.clamp(*AB_LIMITS)
         strength = float(options.strength)
@@ -100,14 +123,6 @@ def predict_ab(model, color, in_h, in_w):
     param = next(model.parameters())
     ab = model(batch.to(device=param.device, dtype=param.dtype))
     return ab.to("cpu", torch.float32)
-
-
-def _upsample(ab, height, width, mode):
-    if ab.shape[-2:] == (height, width):
-        return ab
-    if mode == "nearest":
-        return F.interpolate(ab, size=(height, width), mode="nearest")
-    return F.interpolate(ab, size=(height, width), mode="bilinear", align_corners=False)
 
 
 def _check_image(rgb):
