@@ -68,7 +68,7 @@ def test_demo_once_colourises_the_sample_and_says_where(tmp_path, artifacts):
     assert result.returncode == 0, result.stdout[-4000:]
     [output] = re.findall(r"^OUTPUT: (.+)$", result.stdout, re.M)
     [url] = re.findall(r"^UI: (http://127\.0\.0\.1:\d+/)", result.stdout, re.M)
-    with Image.open(output) as image, Image.open(REPO_ROOT / "assets" / "sample_astronaut.png") as sample:
+    with Image.open(output) as image, Image.open(REPO_ROOT / "assets" / "sample_person.png") as sample:
         assert image.size == sample.size
         image.save(artifacts / "demo-output.png")
     official = load_demo_module().find_checkpoint(REPO_ROOT / "models" / "ddcolor")

@@ -1,5 +1,6 @@
 """The DDColor nodes on a real ComfyUI 0.3.75: node definitions, the shipped workflows, progress,
 interrupt, /free and bad input, all through ComfyUI's HTTP and websocket API."""
+import json
 import uuid
 
 import numpy as np
@@ -8,13 +9,14 @@ import torch
 
 from tests.nodes.comfy_io import (
     COLORIZE, LOAD_IMAGE, LOADER, REPO_ROOT, api_workflow, as_shipped, assert_luminance_kept, execution_error,
-    free_and_check, lab, node_of, output_pixels, read_png, run, upload_array, with_image)
-
-SAMPLE = REPO_ROOT / "assets" / "sample_astronaut.png"
+    free_and_check, lab, node_of, output_pixels, read_png, run, ui_workflow, upload_array, with_image)
 
 
-def sample_pixels():
-    return read_png(SAMPLE.read_bytes())
+WORKFLOW_SAMPLES = {"person": "sample_person.png", "building": "sample_building.png"}
+
+
+def sample_pixels(name="sample_astronaut.png"):
+    return read_png((REPO_ROOT / "assets" / name).read_bytes())
 
 
 # ------------------------------------------------------------------ node definitions
@@ -46,8 +48,18 @@ def test_object_info_lists_the_nodes_with_their_inputs(comfy, checkpoint_name):
     assert download["output_node"] is True
 
 
-def test_sample_photo_is_in_the_input_folder(comfy):
-    assert comfy.view("sample_astronaut.png", folder_type="input") == SAMPLE.read_bytes()
+@pytest.mark.parametrize("name", ["sample_person.png", "sample_building.png", "sample_astronaut.png"])
+def test_sample_photo_is_in_the_input_folder(comfy, name):
+    assert comfy.view(name, folder_type="input") == (REPO_ROOT / "assets" / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["person", "building"])
+def test_each_workflow_loads_its_black_and_white_sample(name):
+    for workflow in (api_workflow(name), ui_workflow(name)):
+        assert WORKFLOW_SAMPLES[name] in json.dumps(workflow)
+    pixels = sample_pixels(WORKFLOW_SAMPLES[name]).astype(int)
+    assert pixels.shape[-1] == 3 and pixels.std() > 20  # a photo, not a flat image
+    assert (pixels.max(axis=-1) == pixels.min(axis=-1)).all()  # black and white
 
 
 # ------------------------------------------------------------------ the shipped workflows
@@ -62,7 +74,7 @@ def test_shipped_workflow_keeps_size_and_luminance(comfy, checkpoint_name, name)
     history = run(comfy, workflow)
     assert history["status"]["status_str"] == "success", history["status"]
     [result] = output_pixels(comfy, history)
-    source = sample_pixels()
+    source = sample_pixels(WORKFLOW_SAMPLES[name])
     assert result.shape == source.shape
     assert_luminance_kept(source, result)
     # the colour did change: the model's ab replaced the photo's own
