@@ -1,11 +1,11 @@
-"""Soak of the VRAM guard inside a real ComfyUI: >= 300 prompts over >= 20 pause/resume cycles.
+"""Soak of the VRAM guard inside a real ComfyUI: 1,000 prompts over 50 pause/resume cycles by default.
 
 Starts ComfyUI 0.3.75 with this pack (the test harness's server), drives the guard through its
 file probe, submits prompts while paused (some to the front) and while running, deletes a random
 share of them, and checks that every prompt either completed exactly once or was deleted and never
 ran, and that none started while the guard was paused. Prints the figures; exit status 1 on a failure.
 
-Run from the repo root:  python bench/soak_guard.py [--prompts 300] [--cycles 20] [--poll-s 0.25]
+Run from the repo root:  python bench/soak_guard.py [--prompts 1000] [--cycles 50] [--poll-s 1.0]
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from tests.harness.server import ComfyServer  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=300)
-    parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--poll-s", type=float, default=0.25, help="the guard's poll interval")
+    parser.add_argument("--prompts", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=50)
+    parser.add_argument("--poll-s", type=float, default=1.0, help="the guard's poll interval (default: the guard's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--delete-share", type=float, default=0.2)
     args = parser.parse_args(argv)
@@ -47,11 +47,11 @@ def main(argv=None) -> int:
     print(f"VRAM guard soak (poll interval {args.poll_s:g} s, seed {args.seed}, pid {os.getpid()})")
     for line in report.lines():
         print("  " + line)
-    lat = report.resume_latencies_s
+    lat = sorted(report.resume_latencies_s)
     if lat:
-        target = args.poll_s + 0.1
-        print(f"  resume latency target  <= poll interval + 100 ms = {target * 1000:.0f} ms: "
-              f"max/target = {max(lat) / target:.2f}")
+        p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
+        print(f"  resume latency p99     {p99 * 1000:.0f} ms over {len(lat)} resumes (target at the default "
+              f"poll_s 1 s: p99 <= 200 ms; this run polls every {min(args.poll_s, 0.1):g} s while paused)")
     return 0 if report.ok else 1
 
 

@@ -109,6 +109,23 @@ class GuardDrill:
                    timeout, interval=0.05, what="an empty queue")
 
 
+def post_burst(drill: "GuardDrill", count: int, first_color: int = 1000) -> list:
+    """`count` concurrent POST /prompt (half of them through /api/prompt, both are guarded); returns
+    the responses. Shared by the admission tests and bench/burst_guard.py."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    url = drill.client.url
+
+    def post(i):
+        path = "/prompt" if i % 2 else "/api/prompt"
+        return requests.post(url + path, json={"prompt": tiny_workflow(first_color + i)}, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=min(count, 64)) as pool:
+        return list(pool.map(post, range(count)))
+
+
 def ddcolor_workflow(checkpoint_name: str, image_node: dict) -> dict:
     """`image_node` -> Load DDColor Model (fp32, CPU) + DDColor Colorize at 64 px -> PreviewImage."""
     return {

@@ -1,10 +1,8 @@
 """/prompt admission while paused with a bounded hold queue: 429 with Retry-After, race-free."""
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
-from tests.gpu_guard.guard_drill import tiny_workflow, wait_until
+from tests.gpu_guard.guard_drill import post_burst, tiny_workflow, wait_until
 
 pytestmark = pytest.mark.comfyui
 
@@ -12,14 +10,7 @@ pytestmark = pytest.mark.comfyui
 def test_burst_of_50_with_max_held_10_holds_exactly_10_and_answers_40_with_429(drill):
     drill.set_config(max_held=10, retry_after_s=7)
     drill.pause()
-    barrier_url = drill.client.url
-
-    def post(i):
-        path = "/prompt" if i % 2 else "/api/prompt"  # both spellings are guarded
-        return requests.post(barrier_url + path, json={"prompt": tiny_workflow(1000 + i)}, timeout=60)
-
-    with ThreadPoolExecutor(max_workers=50) as pool:
-        answers = list(pool.map(post, range(50)))
+    answers = post_burst(drill, 50)  # /prompt and /api/prompt: both spellings are guarded
 
     accepted = [a for a in answers if a.status_code == 200]
     refused = [a for a in answers if a.status_code == 429]
