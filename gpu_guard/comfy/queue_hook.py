@@ -53,6 +53,10 @@ class QueueHook:
         self._last_prompt_at = monotonic()  # when the worker last took or finished a prompt
         self._idle_unloaded = False  # released the idle models since then
         self._stats_lock = threading.Lock()
+        # on_queue_change(queue): told of every change of the pending set, under the queue's mutex
+        # (the journal); before_get(): run once, by the worker's first get (the journal's restore)
+        self.on_queue_change = None
+        self.before_get = None
 
     # installation -------------------------------------------------------------------------
 
@@ -71,7 +75,26 @@ class QueueHook:
     # the hooks ----------------------------------------------------------------------------
 
     def get(self, *args, **kwargs):
+        self._tell_guard_worker(None)  # the worker is waiting in get: alive (liveness)
+        popped = self._get(*args, **kwargs)
+        if popped is not None:
+            self._tell_guard_worker(popped)
+        return popped
+
+    def _tell_guard_worker(self, popped):
+        try:
+            if popped is None:
+                self.guard.worker_waiting()
+            else:
+                self.guard.worker_took(popped[0][1])
+        except Exception:  # noqa: BLE001 - liveness reporting must not stop the worker
+            _log.exception("VRAM guard: could not report the worker's state")
+
+    def _get(self, *args, **kwargs):
         timeout = kwargs.pop("timeout", args[0] if args else None)
+        before_get, self.before_get = self.before_get, None
+        if before_get is not None:
+            before_get()
         try:
             popped = self._guarded_get(timeout)
         except _RunInstead as run_instead:
@@ -99,6 +122,13 @@ class QueueHook:
         except Exception:  # noqa: BLE001 - never break ComfyUI's queue
             self._count("errors")
             _log.exception("VRAM guard: could not track the pending prompts")
+        if self.on_queue_change is not None:
+            try:
+                with self.queue.mutex:
+                    self.on_queue_change(self.queue)
+            except Exception:  # noqa: BLE001 - never break ComfyUI's queue
+                self._count("errors")
+                _log.exception("VRAM guard: could not journal the pending prompts")
         self.original_queue_updated(*args, **kwargs)
 
     # decision -----------------------------------------------------------------------------
@@ -124,8 +154,7 @@ class QueueHook:
                     return None
             now = self._monotonic()
             if self.guard.state == "paused" and now < self._next_paused_pass:
-                since = self.guard.version  # a pass was made just now: wait for the next one
-                wait_s = self._next_paused_pass - now
+                wait_s = self._next_paused_pass - now  # a pass was made just now: wait for the next one
                 popped = None
             else:
                 wait_s = self.hold_wait_s
