@@ -7,17 +7,24 @@ import logging
 
 _log = logging.getLogger("ddcolor_vram_guard")
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
 WEB_DIRECTORY = "./web"
 
+_nodes = {}
 try:
-    from .nodes import NODE_CLASS_MAPPINGS as _classes, NODE_DISPLAY_NAME_MAPPINGS as _names
+    from .nodes import exports as _node_exports
 
-    NODE_CLASS_MAPPINGS.update(_classes)
-    NODE_DISPLAY_NAME_MAPPINGS.update(_names)
+    _nodes = _node_exports()
 except Exception:  # noqa: BLE001 - never break ComfyUI's start
     _log.exception("DDColor nodes failed to load; the rest of ComfyUI is unaffected")
+
+# Exactly one node schema: ComfyUI reads NODE_CLASS_MAPPINGS first, so V3 must not define it.
+if "comfy_entrypoint" in _nodes:
+    comfy_entrypoint = _nodes["comfy_entrypoint"]
+    __all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]
+else:
+    NODE_CLASS_MAPPINGS = dict(_nodes.get("NODE_CLASS_MAPPINGS", {}))
+    NODE_DISPLAY_NAME_MAPPINGS = dict(_nodes.get("NODE_DISPLAY_NAME_MAPPINGS", {}))
+    __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
 
 try:
     from .gpu_guard.comfy import install as _install_guard
@@ -26,4 +33,3 @@ try:
 except Exception:  # noqa: BLE001 - never break ComfyUI's start
     _log.exception("VRAM guard failed to install; prompts run unguarded")
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

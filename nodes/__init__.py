@@ -1,8 +1,15 @@
 """ComfyUI nodes of the pack: DDColor loader, colorize and download.
 
 The node mappings are imported on first access (PEP 562), so that the ComfyUI-free parts of this
-package, such as `python -m nodes.download`, also work outside ComfyUI.
+package, such as `python -m nodes.download`, also work outside ComfyUI. `exports()` is what the pack
+hands to ComfyUI: V3 or V1 nodes (nodes/entry.py).
 """
+
+
+def exports():
+    from .entry import exports as _exports
+
+    return _exports()
 
 
 def __getattr__(name):
