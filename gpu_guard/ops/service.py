@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from .alert_rules import DAY_S, FIRING, RuleSet
+from .alert_rules import DAY_S, RULE_NAMES, RuleSet
 from .day_counters import DayCounters, local_day_start, next_day_start
 from .event_log import EventLog
 from .metrics import OpsMetrics
@@ -170,7 +170,7 @@ class OpsService:
             notifications = self.rules.evaluate(self._wall(), snapshot)
             firing = set(self.rules.firing())
             senders = list(self._senders.values())
-        for rule in self.metrics_rules():
+        for rule in RULE_NAMES:
             self.metrics.alert_firing.labels(rule).set(1 if rule in firing else 0)
         for n in notifications:
             self.metrics.notifications.labels(n.rule, n.status).inc()
@@ -180,9 +180,6 @@ class OpsService:
             for sender in senders:
                 if sender.wants(n.rule):
                     sender.submit(n)
-
-    def metrics_rules(self) -> list:
-        return [r.name for r in self.rules.rules]
 
     def _apply_settings(self) -> None:
         s = self._settings()
@@ -236,6 +233,3 @@ class OpsService:
             return {"events": [], "next": since, "more": False, "last_seq": 0,
                     "note": "the event log is off (event_log_max_bytes = 0 or no user directory)"}
         return self.event_log.query(since, kinds, limit)
-
-
-__all__ = ["FIRING", "OpsService"]
