@@ -52,6 +52,11 @@ class GuardMetrics:
         self._torch_cache = self.reclaimable.labels("torch_cache")
         self._idle_models = self.reclaimable.labels("idle_models")
         self._admitted_by_lane: dict = {}
+        # exported at 0 from the start: increase() over a counter that first appears at 1 misses that step
+        for state in ("running", "paused"):
+            self.transitions.labels(state)
+        for lane in ("normal", "fast"):
+            self.admitted_in(lane)
 
     def admitted_in(self, lane: str):
         """The admitted counter of one lane (cached: labels() costs a lock and a lookup per call)."""
