@@ -83,13 +83,13 @@ class HeldPrompt:
         return self.estimated_bytes
 
 
-@dataclass
-class PassResult:
-    """The outcome of one decision pass over the pending prompts, against one gate reading."""
+class PassResult(NamedTuple):
+    """The outcome of one decision pass over the pending prompts, against one gate reading (a tuple:
+    one is built at every dispatch)."""
 
     run: Optional[str] = None  # prompt id to pop and execute
     verdict: Verdict = HOLD_ALL  # the run's verdict (lane, estimate)
-    fails: list = field(default_factory=list)  # [(prompt id, Verdict)] to end as errors, in order
+    fails: tuple = ()  # ((prompt id, Verdict), ...) to end as errors, in order
 
 
 def _percent(value: float) -> str:
@@ -174,26 +174,25 @@ class Policy:
     def closed_pass(self, now: float, reading: Optional[Reading], by_pressure: bool) -> tuple:
         """A decision pass over the whole held set while the gate is closed (sync it first).
         Returns (PassResult, left) where left are the HeldPrompts that leave the held set."""
-        result, left = PassResult(), []
+        fails, left = [], []
         cfg = self.config
         if cfg.hold_timeout_action == "fail" and cfg.hold_timeout_s > 0:
             for held in list(self.ordered()):
                 verdict = self._timed_out(held, now)
                 if verdict is not None:
                     left.append(self._remove(held.prompt_id))
-                    result.fails.append((held.prompt_id, verdict))
+                    fails.append((held.prompt_id, verdict))
         if not (by_pressure and cfg.fast_lane) or not self._fresh(reading):
-            return result, left
+            return PassResult(fails=tuple(fails)), left
         if reading is not self._checked_reading:  # a new reading: every prompt may fit again
             self._checked_reading, self._checked = reading, set()
         unchecked = [h for pid, h in self.held.items() if pid not in self._checked]
         for held in sorted(unchecked, key=lambda h: h.priority):
             self._checked.add(held.prompt_id)
             if self._may_overtake(held, now) and self._fits(held, reading):
-                result.run, result.verdict = held.prompt_id, self._run_fast(held, reading)
                 left.append(held)
-                break
-        return result, left
+                return PassResult(held.prompt_id, self._run_fast(held, reading), tuple(fails)), left
+        return PassResult(fails=tuple(fails)), left
 
     def _timed_out(self, held: HeldPrompt, now: float) -> Optional[Verdict]:
         cfg = self.config
