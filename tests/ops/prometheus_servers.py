@@ -21,7 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES = REPO_ROOT / "deploy" / "prometheus" / "rules.yml"
 RULES_TEST = REPO_ROOT / "deploy" / "prometheus" / "rules_test.yml"
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "gpu_guard_dashboard.json"
-PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager"}
+ALERTMANAGER_CONFIG = REPO_ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
+            "amtool": "prometheus-alertmanager"}
 
 
 def binary(name: str) -> str:

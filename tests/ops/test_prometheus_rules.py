@@ -1,11 +1,11 @@
 """deploy/prometheus/rules.yml passes promtool's checks and its unit tests (rules_test.yml), and has an
-alert for each of the pack's webhook rules."""
+alert for each of the pack's webhook rules; deploy/alertmanager/alertmanager.yml passes amtool's."""
 import subprocess
 
 import yaml
 
 from gpu_guard.ops import RULE_NAMES
-from tests.ops.prometheus_servers import RULES, RULES_TEST, binary
+from tests.ops.prometheus_servers import ALERTMANAGER_CONFIG, RULES, RULES_TEST, binary
 
 # the webhook rule -> the Prometheus alert that says the same
 MATCHING_ALERTS = {"many_pauses": "GpuGuardManyPauses", "long_hold": "GpuGuardHoldTooLong",
@@ -43,3 +43,14 @@ def test_every_alert_has_a_test_case_and_every_webhook_rule_an_alert():
     assert tested == set(defined), f"alerts without a promtool case: {sorted(set(defined) - tested)}"
     for name, rule in defined.items():
         assert {"summary", "description"} <= set(rule["annotations"]) and rule["labels"]["severity"], name
+
+
+def test_amtool_checks_the_alertmanager_example_and_its_routes():
+    amtool = binary("amtool")
+    result = subprocess.run([amtool, "check-config", str(ALERTMANAGER_CONFIG)], capture_output=True, text=True)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+    for labels, receiver in ((["alertname=GpuGuardManyPauses", "severity=warning"], "gpu-guard-capacity"),
+                             (["alertname=GpuGuardSensorFailing", "severity=critical"], "gpu-guard-oncall")):
+        route = subprocess.run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *labels],
+                               capture_output=True, text=True)
+        assert route.returncode == 0 and route.stdout.strip() == receiver, route.stdout + route.stderr
