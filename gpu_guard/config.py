@@ -138,6 +138,12 @@ SETTINGS = (
     Setting("idle_unload_s", _number(0, 7 * 86400), True,
             "release this ComfyUI's idle models after this many seconds without a prompt; 0 = never "
             "(for GPUs shared by several servers)"),
+    Setting("live_max_run_s", _number(0, 7 * 86400), True,
+            "/gpu_guard/live fails once one prompt has run longer than this (the worker is stuck); "
+            "0 = never by time; size it above the longest job"),
+    Setting("drain_on_sigterm_s", _number(0, 7 * 86400), False,
+            "SIGTERM starts a drain and the process exits once drained or after this many seconds; "
+            "0 = SIGTERM stops ComfyUI at once, as without the pack"),
     Setting("alert_held_s", _number(0, 7 * 86400), True,
             "warn when a prompt is held longer than this; 0 = never"),
     Setting("event_log_max_bytes", _number(0, 1 << 30, integer=True), True,
@@ -184,6 +190,8 @@ class GuardConfig:
     sensor_policy: str = "open"
     free_on_hold: bool = True
     idle_unload_s: float = 0.0
+    live_max_run_s: float = 3600.0
+    drain_on_sigterm_s: float = 0.0
     alert_held_s: float = 300.0
     event_log_max_bytes: int = 8 * 1024 * 1024
     event_log_files: int = 4

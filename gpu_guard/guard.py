@@ -22,11 +22,13 @@ from .config import GuardConfig
 from .episodes import HoldEpisode
 from .metrics import GuardMetrics
 from .monitor import PAUSED, RUNNING, Monitor, Transition
+from .operator_hold import OperatorHold
 from .pack_version import VERSION as PACK_VERSION
 from .pending import NOTHING_PENDING, Pending, as_pending
 from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, RUN_NORMAL, Admission, HeldPrompt, PassResult,
                      Policy, QueueEntry, Verdict)
 from .probes import ProbeError, Reading, make_probe
+from .worker_watch import WorkerWatch
 
 __all__ = ["Admission", "FAIL", "Guard", "HOLD", "LANE_FAST", "LANE_NORMAL", "PassResult", "QueueEntry", "RUN",
            "Verdict"]
@@ -58,6 +60,8 @@ class Guard:
         self._monotonic, self._wall = monotonic, wall
         self._monitor = Monitor(config.pause_at, config.resume_at, config.sensor_failures, config.sensor_policy)
         self._policy = Policy(config)
+        self._operator = OperatorHold()  # operator pause and drain, independent of the memory state
+        self._worker = WorkerWatch(monotonic)  # liveness: the queue hook reports ComfyUI's worker
         self.metrics = GuardMetrics()
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -210,7 +214,9 @@ class Guard:
 
     @property
     def state(self) -> str:
-        """"running" | "paused" | "off"."""
+        """"running" | "paused" | "off" ("paused" also while an operator paused the guard)."""
+        if self._operator.paused is not None:
+            return PAUSED
         if self._probe is None or not self.config.enabled:
             return OFF
         return self._monitor.state
@@ -224,6 +230,8 @@ class Guard:
         return self.state == PAUSED
 
     def _why_closed(self) -> str:
+        if self._operator.paused is not None:
+            return self._operator.why_paused()
         last = self._monitor.transitions[-1] if self._monitor.transitions else None
         return last.reason if last else "paused"
 
@@ -234,8 +242,7 @@ class Guard:
         with self._lock:
             now = self._monotonic()
             verdict, left, joined = self._policy.decide(
-                entry, now, self._gate_closed(), self._monitor.reading,
-                by_pressure=not self._monitor.sensor_failing)
+                entry, now, self._gate_closed(), self._monitor.reading, by_pressure=self._by_pressure())
             self._count_verdict(entry.prompt_id, verdict)
             self._held_changed(left=[left] if left else [], joined=[joined] if joined else [])
         self._deliver()
@@ -253,7 +260,7 @@ class Guard:
             self._pending, self._pending_dirty = pending(), True
             self._sync_held()
             result, left = self._policy.closed_pass(self._monotonic(), self._monitor.reading,
-                                                    by_pressure=not self._monitor.sensor_failing)
+                                                    by_pressure=self._by_pressure())
             for prompt_id, verdict in result.fails:
                 self._count_verdict(prompt_id, verdict)
             if result.run is not None:
@@ -280,7 +287,10 @@ class Guard:
     def admission(self, held_count: int) -> Admission:
         """Accept or reject a /prompt submission given the number of prompts held now."""
         with self._lock:
-            answer = self._policy.admission(held_count, self._gate_closed(), self._why_closed())
+            if self._operator.draining is not None:
+                answer = self._drain_refusal()
+            else:
+                answer = self._policy.admission(held_count, self._gate_closed(), self._why_closed())
             if not answer.accept:
                 self.metrics.rejected.inc()
                 self._op("rejected", answer.message, held=held_count, max_held=self.config.max_held,
@@ -367,23 +377,106 @@ class Guard:
                 "transitions": [t.as_dict() for t in m.transitions],
                 "history": m.history(),
                 "config": self.config_view(),
+                "operator_pause": dict(self._operator.paused) if self._operator.paused else None,
+                "drain": dict(self._operator.draining, left=self._drain_left()) if self._operator.draining
+                else None,
+                "worker": self._worker.as_dict(self.config.live_max_run_s),
             }
 
     def ready(self) -> tuple:
-        """(ok, reason): False while paused or failing closed."""
+        """(ok, reason): False while draining, paused (by memory or an operator; a full hold queue is
+        named) or failing closed."""
         with self._lock:
+            if self._operator.draining is not None:
+                return False, f"draining: {self._drain_left()} prompts left; new prompts are refused"
             state = self.state
             if state == OFF:
                 return True, "guard off: " + (self._probe_note or "disabled by the enabled setting")
             unguarded = (f"; prompts run UNGUARDED: the queue hook failed ({self._unguarded['error']})"
                          if self._unguarded["active"] else "")
             if state == PAUSED:
-                return False, "paused: " + self._why_closed() + unguarded
+                return False, "paused: " + self._why_closed() + self._hold_queue_full() + unguarded
             if unguarded:
                 return True, "running" + unguarded
             if self._monitor.sensor_failing:
                 return True, f"running unguarded: sensor failing ({self._monitor.error}), policy open"
             return True, "running"
+
+    def live(self) -> tuple:
+        """(ok, reason): ComfyUI's worker thread is alive and not stuck in one prompt longer than
+        live_max_run_s (see worker_watch)."""
+        return self._worker.verdict(self.config.live_max_run_s)
+
+    # -- the worker, as the queue hook sees it (called on ComfyUI's worker thread) -----------------------
+
+    def worker_waiting(self) -> None:
+        self._worker.waiting()
+
+    def worker_took(self, prompt_id: str) -> None:
+        self._worker.took(prompt_id)
+
+    # -- operator: pause, resume, drain ----------------------------------------------------------------
+
+    def operator_pause(self, by: str, reason: str = "") -> dict:
+        """Hold every prompt as a memory pause does, until operator_resume; returns the pause record."""
+        with self._lock:
+            was_closed = self._gate_closed()
+            if self._operator.pause(by, reason, self._wall()):
+                log.warning("VRAM guard paused by the operator (%s)%s", by, f": {reason}" if reason else "")
+                self.metrics.operator_paused.set(1)
+                self._op("operator_pause", reason, by=by)
+                self._after_change(was_closed)
+                self._events.append(("gpu_guard.status", None))
+                self._bump()
+            record = dict(self._operator.paused)
+        self._deliver()
+        return record
+
+    def operator_resume(self, by: str) -> Optional[dict]:
+        """End an operator pause (the memory state still applies); returns the ended record or None."""
+        with self._lock:
+            was_closed = self._gate_closed()
+            ended = self._operator.resume()
+            if ended is not None:
+                log.warning("VRAM guard resumed by the operator (%s)", by)
+                self.metrics.operator_paused.set(0)
+                self._op("operator_resume", f"paused by {ended['by']} since {ended['at']:.0f}", by=by)
+                self._after_change(was_closed)
+                self._events.append(("gpu_guard.status", None))
+                self._bump()
+        self._deliver()
+        return ended
+
+    def drain(self, by: str, reason: str = "") -> dict:
+        """Refuse new prompts (429, readiness 503) and let the queued ones finish; returns the drain
+        record with "left"."""
+        with self._lock:
+            if self._operator.drain(by, reason, self._wall()):
+                log.warning("VRAM guard draining (%s): %d prompts left", by, self._drain_left())
+                self.metrics.draining.set(1)
+                self._op("drain", reason, by=by, left=self._drain_left())
+                self._events.append(("gpu_guard.status", None))
+                self._bump()
+            record = dict(self._operator.draining, left=self._drain_left())
+        self._deliver()
+        return record
+
+    def cancel_drain(self, by: str) -> Optional[dict]:
+        with self._lock:
+            ended = self._operator.cancel_drain()
+            if ended is not None:
+                log.warning("VRAM guard drain cancelled (%s)", by)
+                self.metrics.draining.set(0)
+                self._op("drain_cancel", f"draining since {ended['at']:.0f}", by=by)
+                self._events.append(("gpu_guard.status", None))
+                self._bump()
+        self._deliver()
+        return ended
+
+    def drain_left(self) -> Optional[int]:
+        """Prompts left (queued + running) while draining, else None."""
+        with self._lock:
+            return self._drain_left() if self._operator.draining is not None else None
 
     def metrics_text(self) -> tuple:
         """(body bytes, content type) in Prometheus text format from the guard's own registry."""
@@ -482,6 +575,24 @@ class Guard:
             return self._cond.wait_for(lambda: self._version != start, timeout)
 
     # -- internals (called with the lock held) ---------------------------------------------------------
+
+    def _by_pressure(self) -> bool:
+        """The fast lane may run prompts by their estimate: not with a failing sensor, and not while an
+        operator paused the guard (maintenance)."""
+        return not self._monitor.sensor_failing and self._operator.paused is None
+
+    def _drain_left(self) -> int:
+        return len(self._pending) + (1 if self._worker.busy else 0)
+
+    def _drain_refusal(self) -> Admission:
+        d = self._operator.draining
+        retry = self.config.retry_after_s
+        return Admission(False, retry, f"this server is draining (by {d['by']}) and takes no new prompts; "
+                         f"send the prompt to another server or retry in {retry} s")
+
+    def _hold_queue_full(self) -> str:
+        held, bound = len(self._policy.held), self.config.max_held
+        return f"; hold queue full ({held} held, max_held={bound})" if bound and held >= bound else ""
 
     def _bump(self) -> None:
         self._version += 1

@@ -37,6 +37,10 @@ class GuardMetrics:
                              registry=r)
         self.unguarded = Gauge("gpu_guard_unguarded", "1 while the queue hook has fallen back to ComfyUI's own "
                                "get (prompts run unguarded)", registry=r)
+        self.operator_paused = Gauge("gpu_guard_operator_paused", "1 while an operator paused the guard "
+                                     "(POST /gpu_guard/pause)", registry=r)
+        self.draining = Gauge("gpu_guard_draining", "1 while the server drains: new prompts are refused",
+                              registry=r)
         self.sensor_failing = Gauge("gpu_guard_sensor_failing", "1 while the sensor policy applies", registry=r)
         self.transitions = Counter("gpu_guard_transitions", "State transitions", ["to"], registry=r)
         self.held_total = Counter("gpu_guard_prompts_held", "Prompts that were held", registry=r)

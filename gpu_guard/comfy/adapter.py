@@ -12,6 +12,7 @@ from .events import failed_prompt_notifier, forward_guard_events
 from .operations import make_ops, start_ops
 from .queue_hook import QueueHook
 from .routes import GuardRoutes
+from .sigterm_drain import install_sigterm_drain
 
 _log = logging.getLogger("gpu_guard.comfy")
 
@@ -71,7 +72,8 @@ class ComfyAdapter:
         self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
         self.ops = make_ops(guard, getattr(server, "port", None))
-        self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text, ops=self.ops)
+        self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text, ops=self.ops,
+                                  worker_watched=lambda: "queue hook" in self.attached)
         self.attached = []
 
     def stats(self) -> dict:
@@ -94,6 +96,9 @@ class ComfyAdapter:
         self._step("routes", lambda: self._add_routes(routes_frozen_into_app))
         self._step("websocket events", lambda: forward_guard_events(self.guard, self.server))
         self._step("operations", lambda: start_ops(self.guard, self.ops))
+        if self.guard.config.drain_on_sigterm_s > 0:
+            self._step("sigterm drain", lambda: install_sigterm_drain(self.guard, self.queue,
+                                                                      self.guard.config.drain_on_sigterm_s))
 
     def _step(self, name, action):
         try:

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..ops.event_log import parse_events_query
 from .config_access import bearer_token, content_type_refusal, write_refusal
+from .operator_routes import OperatorRoutes
 
 _log = logging.getLogger("gpu_guard.comfy")
 
@@ -27,8 +28,9 @@ class GuardRoutes:
     """The handlers; `extra_status()` adds the adapter's own counters to the status object and
     `extra_metrics()` its own Prometheus lines (bytes) to the metrics."""
 
-    def __init__(self, guard, extra_status=None, extra_metrics=None, ops=None):
+    def __init__(self, guard, extra_status=None, extra_metrics=None, ops=None, worker_watched=lambda: True):
         self.guard = guard
+        self.operator = OperatorRoutes(guard, worker_watched)  # live, drain, pause, resume
         self.extra_status = extra_status
         self.extra_metrics = extra_metrics
         self.ops = ops  # gpu_guard.ops.OpsService: event log, day counters, alerts
@@ -42,6 +44,7 @@ class GuardRoutes:
             ("GET", f"{ROUTE_PREFIX}/metrics", self.get_metrics),
             ("GET", f"{ROUTE_PREFIX}/ready", self.get_ready),
             ("GET", f"{ROUTE_PREFIX}/events", self.get_events),
+            *self.operator.definitions(ROUTE_PREFIX),
         ]
 
     async def get_status(self, request):

@@ -1,0 +1,67 @@
+"""SIGTERM starts a drain (opt-in: drain_on_sigterm_s > 0), where ComfyUI's own handler permits.
+
+ComfyUI 0.3.75 installs no SIGTERM handler (main.py only catches KeyboardInterrupt), so SIGTERM ends
+the process at once and the queue is lost. With drain_on_sigterm_s set, the first SIGTERM makes the
+guard drain (new prompts get 429, readiness 503) and the process ends with the default SIGTERM once
+nothing is queued or running, or after drain_on_sigterm_s; a second SIGTERM ends it at once. When
+another handler is installed already (a newer ComfyUI, another pack), it is left alone.
+
+Signal handlers can only be set on the main thread: ComfyUI imports custom nodes there.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+_log = logging.getLogger("gpu_guard.comfy")
+
+CHECK_S = 0.1  # how often the exit waits look at the queue
+
+
+def queue_empty(queue) -> bool:
+    with queue.mutex:
+        return not queue.queue and not queue.currently_running
+
+
+def _end_now() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def install_sigterm_drain(guard, queue, max_s: float, end=_end_now) -> bool:
+    """Install the handler; False (and a log line) when SIGTERM is handled by someone else already."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("the guard was installed off the main thread, where no signal handler can be set; "
+                           "SIGTERM stops ComfyUI at once")
+    current = signal.getsignal(signal.SIGTERM)
+    if current not in (signal.SIG_DFL, None):
+        _log.warning("VRAM guard: SIGTERM already has a handler (%r); it is kept, and SIGTERM does not drain",
+                     current)
+        return False
+    terminating = threading.Event()
+
+    def exit_when_drained():
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline and not queue_empty(queue):
+            time.sleep(CHECK_S)
+        left = guard.drain_left()
+        _log.warning("VRAM guard: %s; ending the process", "drained" if not left else
+                     f"drain_on_sigterm_s={max_s:g} passed with {left} prompts left")
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs end() on the main thread
+
+    def on_sigterm(signum, frame):
+        if terminating.is_set():
+            end()
+            return
+        terminating.set()
+        record = guard.drain("SIGTERM", f"the process ends once drained or after {max_s:g} s")
+        _log.warning("VRAM guard: SIGTERM; draining %d prompts before the process ends (a second SIGTERM "
+                     "ends it now)", record["left"])
+        threading.Thread(target=exit_when_drained, name="gpu-guard-sigterm-drain", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    _log.info("VRAM guard: SIGTERM drains for at most %g s before ComfyUI ends", max_s)
+    return True
