@@ -125,19 +125,36 @@ class OpsService:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                item = self._inbox.get(timeout=self._tick_s)
-            except queue.Empty:
-                item = None
-            try:
+            batch = self._next_batch()
+            for item in batch:
                 if isinstance(item, dict):
-                    self._process(item)
-                self._apply_settings()
-                self._evaluate()
-            except Exception:  # noqa: BLE001 - the ops thread outlives any bug
-                log.exception("VRAM guard operations: processing failed unexpectedly")
-            if isinstance(item, _Flush):
-                item.done.set()
+                    self._safely(self._process, item)
+            # rules once per batch: a burst of 429s costs one status snapshot, not one per event
+            self._safely(self._apply_settings)
+            self._safely(self._evaluate)
+            for item in batch:
+                if isinstance(item, _Flush):
+                    item.done.set()
+
+    def _next_batch(self, most: int = 1000) -> list:
+        """What arrived (waiting up to tick_s for the first item), at most `most` items."""
+        try:
+            batch = [self._inbox.get(timeout=self._tick_s)]
+        except queue.Empty:
+            return []
+        while len(batch) < most:
+            try:
+                batch.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    @staticmethod
+    def _safely(action, *args) -> None:
+        try:
+            action(*args)
+        except Exception:  # noqa: BLE001 - the ops thread outlives any bug
+            log.exception("VRAM guard operations: processing failed unexpectedly")
 
     def _process(self, event: dict) -> None:
         record = dict(event)
