@@ -155,10 +155,11 @@ def public_url(url: str) -> str:
 
 
 def shown(targets: Any) -> list:
-    """What the routes may show of the targets: no secret, no URL path or query."""
+    """What the routes and logs may show of the targets: no secret, no URL path or query."""
     out = []
     for t in targets or ():
-        item = {"name": t.get("name"), "format": t.get("format"), "signed": bool(t.get("secret") or t.get("secret_env"))}
+        signed = bool(t.get("signed") or t.get("secret") or t.get("secret_env"))  # idempotent: shown twice is fine
+        item = {"name": t.get("name"), "format": t.get("format"), "signed": signed}
         if "url" in t:
             item["url"] = public_url(t["url"])
         if "url_env" in t:

@@ -91,3 +91,10 @@ def test_targets_from_the_environment_as_json(monkeypatch):
 def test_names_must_be_unique():
     with pytest.raises(ValueError, match="target names must be unique; repeated: chat"):
         cfg.SETTINGS_BY_NAME["webhooks"].parse([SLACK, SLACK], False)
+
+
+def test_showing_is_idempotent_so_a_logged_config_change_keeps_the_signed_flag():
+    targets = cfg.SETTINGS_BY_NAME["webhooks"].parse(
+        [{"format": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=T", "secret": "S"}], False)
+    once = cfg.shown_value("webhooks", targets)
+    assert cfg.shown_value("webhooks", once) == once and once[0]["signed"] is True
