@@ -59,7 +59,6 @@ class OpsService:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._restore()
         self._apply_settings()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="gpu-guard-ops", daemon=True)
@@ -124,6 +123,7 @@ class OpsService:
     # -- the ops thread ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._safely(self._restore)  # here, not in start(): reading the log never delays ComfyUI's start-up
         while not self._stop.is_set():
             batch = self._next_batch()
             for item in batch:

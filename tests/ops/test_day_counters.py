@@ -44,6 +44,7 @@ def test_status_and_metrics_carry_the_day_and_a_restart_keeps_it(make_service, c
 
     clock.now = DAY0 + 9000  # ComfyUI restarted; the log says it stopped while paused at 7100
     again = make_service()
+    assert again.flush()  # the log is read back on the ops thread
     today = again.status()["today"]
     assert (today["pauses"], today["paused_s"], today["paused_now"]) == (3, 200.0, False)
     clock.now = DAY0 + 86400 + 10
