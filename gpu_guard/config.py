@@ -168,6 +168,11 @@ SETTINGS = (
     Setting("webhook_retries", _number(0, 20, integer=True), True,
             "retries of a failed webhook delivery (backoff 1 s, 2 s, 4 s ... 60 s) before a dead letter"),
     Setting("webhook_timeout_s", _number(0.1, 60), True, "seconds one webhook attempt may take"),
+    Setting("persist", _boolean, False,
+            "journal the queued and held prompts in ComfyUI's user directory and restore them at start"),
+    Setting("persist_running", _choice("rerun", "fail"), True,
+            "at start, the prompt that was running when ComfyUI stopped: run it again (at-least-once) or "
+            "record it in /history as failed by the restart; read at the next start"),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -204,6 +209,8 @@ class GuardConfig:
     webhooks: tuple = ()
     webhook_retries: int = 5
     webhook_timeout_s: float = 5.0
+    persist: bool = True
+    persist_running: str = "rerun"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -10,6 +10,7 @@ from .. import estimators
 from .admission import PromptAdmission
 from .events import failed_prompt_notifier, forward_guard_events
 from .operations import make_ops, start_ops
+from .persistence import QueuePersistence
 from .queue_hook import QueueHook
 from .routes import GuardRoutes
 from .sigterm_drain import install_sigterm_drain
@@ -70,6 +71,8 @@ class ComfyAdapter:
         guard.set_idle_models_source(lambda: idle_models_bytes(loaded_models(), compute_device))
         estimators.set_class_lookup(node_class)
         self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
+        self.persistence = QueuePersistence(guard, server, self.queue, self.hook.original_get,
+                                            on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
         self.ops = make_ops(guard, getattr(server, "port", None))
         self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text, ops=self.ops,
@@ -78,7 +81,7 @@ class ComfyAdapter:
 
     def stats(self) -> dict:
         return {**self.hook.stats(), "rejected_prompts": self.admission.rejected,
-                "attached": list(self.attached)}
+                "attached": list(self.attached), "journal": self.persistence.status()}
 
     def metrics_text(self) -> bytes:
         """The adapter's own counter in Prometheus text format (the core's registry has the rest)."""
@@ -86,11 +89,12 @@ class ComfyAdapter:
             "# HELP gpu_guard_hook_errors_total Exceptions inside the queue hook; ComfyUI's own get ran instead\n"
             "# TYPE gpu_guard_hook_errors_total counter\n"
             f"gpu_guard_hook_errors_total {self.hook.stats()['hook_errors']}\n"
-        ).encode() + self.ops.metrics_text()
+        ).encode() + self.ops.metrics_text() + self.persistence.metrics_text()
 
     def attach(self, routes_frozen_into_app: bool) -> None:
         """`routes_frozen_into_app`: ComfyUI already copied its RouteTableDef into the app (late,
         lazy install), so routes go straight to the app's router, /api twins included."""
+        self._step("journal", lambda: self.persistence.open(self.hook))  # before the hook sees a change
         self._step("queue hook", self.hook.install)
         self._step("prompt admission", lambda: self.server.app.middlewares.append(self.admission.middleware))
         self._step("routes", lambda: self._add_routes(routes_frozen_into_app))

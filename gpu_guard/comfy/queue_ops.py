@@ -108,6 +108,11 @@ def _without_sensitive(item):
 
 def hold_timeout_messages(item, message: str) -> list:
     """Status messages in the shape ComfyUI's executor records them: (event, data) pairs."""
+    return failure_messages(item, message, HOLD_TIMEOUT_EXCEPTION)
+
+
+def failure_messages(item, message: str, exception_type: str) -> list:
+    """An execution_start and an execution_error for a prompt the guard ends without running it."""
     now_ms = int(time.time() * 1000)
     prompt_id = item[1]
     return [
@@ -118,7 +123,7 @@ def hold_timeout_messages(item, message: str) -> list:
             "node_type": "gpu_guard",
             "executed": [],
             "exception_message": message,
-            "exception_type": HOLD_TIMEOUT_EXCEPTION,
+            "exception_type": exception_type,
             "traceback": [],
             "current_inputs": {},
             "current_outputs": [],

@@ -251,6 +251,14 @@ class ComfyServer(ComfyClient):
         _running.discard(self)
         return code
 
+    def kill(self) -> int | None:
+        """A crash: SIGKILL, so no shutdown code of ComfyUI or a pack runs. The folders stay, and
+        start() brings the server up again on the same user directory (on a new free port)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(15)
+        return self.stop()
+
     def restart(self, env: dict[str, str] | None = None) -> "ComfyServer":
         """Stops and starts again with the same folders (and `env` replacing the old one, if given)."""
         self.stop()

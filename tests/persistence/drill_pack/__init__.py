@@ -1,0 +1,40 @@
+"""A small node pack for the journal drills: ComfyUI loads it from a server's custom_nodes folder.
+
+`JournalDrillRun` is an output node that appends "start <tag>" and "end <tag>" to the file named by
+JOURNAL_DRILL_LOG, so a drill counts how often each prompt really ran, across restarts. With
+`block` it waits while the file JOURNAL_DRILL_BLOCK exists (at most 120 s): a prompt that is running
+when the drill kills the server.
+"""
+import os
+import time
+
+BLOCK_LIMIT_S = 120.0
+
+
+def _note(line):
+    with open(os.environ["JOURNAL_DRILL_LOG"], "a", encoding="utf-8") as log:
+        log.write(line + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
+class JournalDrillRun:
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"tag": ("STRING", {"default": ""}), "block": ("BOOLEAN", {"default": False})}}
+
+    def run(self, tag, block):
+        _note(f"start {tag}")
+        deadline = time.monotonic() + BLOCK_LIMIT_S
+        while block and os.path.exists(os.environ["JOURNAL_DRILL_BLOCK"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _note(f"end {tag}")
+        return {}
+
+
+NODE_CLASS_MAPPINGS = {"JournalDrillRun": JournalDrillRun}
