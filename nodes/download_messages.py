@@ -75,14 +75,25 @@ def translate(error, filename, unreachable, dest_dir):
         return DownloadError(
             f"{filename} arrived with the wrong size ({error}). The transfer was cut or the server sent another "
             f"file. {NOTHING_KEPT}; run the download again, and if it fails the same way check HF_ENDPOINT.")
-    if not isinstance(error, (OSError, ValueError)):  # the HTTP client's own errors: the link broke
+    if _link_broke(error):
         return DownloadError(
             f"The connection was lost while downloading {filename} from {endpoint()} ({type(error).__name__}: "
             f"{error}) and did not come back after huggingface_hub's retries. {NOTHING_KEPT}; run the "
-            "download again.")
+            "download again (depending on the huggingface_hub version it resumes from the part kept in the "
+            "Hugging Face cache, or starts over).")
     return DownloadError(
         f"Downloading {filename} from {endpoint()} failed: {type(error).__name__}: {error}. {NOTHING_KEPT}; "
         "run the download again.")
+
+
+def _link_broke(error):
+    """A dropped or stalled connection, whichever HTTP client this huggingface_hub uses (requests,
+    httpx, httpx2): their errors are not OSErrors, except requests' (which carry these names)."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    name = type(error).__name__
+    return (not isinstance(error, (OSError, ValueError))
+            or any(word in name for word in ("Connection", "Chunked", "Protocol", "Timeout", "IncompleteRead")))
 
 
 def disk_full(filename, where):
