@@ -63,3 +63,29 @@ def test_a_hanging_target_delays_neither_the_caller_nor_the_other_targets(make_s
         assert service.flush(timeout=10), "the ops thread keeps processing while a target hangs"
         assert service.events(since=0, kinds=["fast_lane"], limit=1000)["events"][-1]["prompt_id"] == "p999"
         down.release.set()
+
+
+def test_the_backoff_doubles_between_attempts():
+    from gpu_guard.ops import FIRING, Notification
+    from gpu_guard.ops.metrics import OpsMetrics
+    from gpu_guard.ops.webhook_sender import TargetSender
+
+    with Receiver(script=[500, 500, 500, 200]) as receiver:
+        sender = TargetSender(json_target(receiver), OpsMetrics(), "h", retries=lambda: 5, timeout_s=lambda: 2.0,
+                              backoff_s=0.1)
+        sender.submit(Notification("reject_burst", FIRING, "t", "x", at=time.time()))
+        requests = receiver.wait_for(4)
+        assert wait_for_idle(sender)
+        sender.stop()
+    gaps = [b.at - a.at for a, b in zip(requests, requests[1:])]
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
+    assert sender.delivered == 1 and sender.attempt_errors == 3 and sender.dead_letters == 0
+
+
+def wait_for_idle(sender, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sender.idle():
+            return True
+        time.sleep(0.01)
+    return False
