@@ -79,3 +79,16 @@ def test_a_write_error_is_counted_and_loses_nothing_else(tmp_path):
     log = EventLog(str(blocker / "events.jsonl"), max_bytes=1 << 20, files=2)
     assert log.append(event("pause", DAY0)) is None
     assert log.write_errors == 1 and "not_a_folder" in log.last_error
+
+
+def test_every_kind_the_guard_emits_can_be_asked_for():
+    import re
+    from pathlib import Path
+
+    import gpu_guard.guard
+    from gpu_guard.ops.event_log import KINDS, parse_events_query
+
+    source = Path(gpu_guard.guard.__file__).read_text()
+    emitted = set(re.findall(r'_op\("([a-z_]+)"', source)) | {"resume", "hold_start", "hold_end"}
+    assert emitted <= set(KINDS), sorted(emitted - set(KINDS))
+    assert parse_events_query({"kind": ",".join(sorted(emitted))})[1] == sorted(emitted)
