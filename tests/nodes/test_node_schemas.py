@@ -1,8 +1,9 @@
 """The pack exports its nodes in ComfyUI's V3 schema where ComfyUI has comfy_api.latest (0.3.75 has)
 and in V1 when DDCOLOR_NODE_SCHEMA=v1: exactly one of them, with the same node ids, inputs and
-defaults, the guard's VRAM_ESTIMATE on the classes ComfyUI registers, and the workflows running in
-both. The V3 side also runs the rest of the node suite (the session server exports V3): the shipped
-workflows saved with the V1 nodes, the template-browser test, bad input, progress and interrupt."""
+defaults, the guard's VRAM_ESTIMATE on the classes ComfyUI registers, and the workflows and the
+template-browser scenario running in both. The V3 side also runs the rest of the node suite (the
+session server exports V3): the shipped workflows saved with the V1 nodes, the template-browser test,
+bad input, progress and interrupt."""
 import json
 import os
 import subprocess
@@ -128,3 +129,11 @@ def test_v3_choice_inputs_refuse_a_value_outside_the_choices(comfy, checkpoint_n
     errors = [e for node in refused.value.body["node_errors"].values() for e in node["errors"]]
     assert sorted((e["type"], e["extra_info"]["input_name"]) for e in errors) == [
         ("value_not_in_list", "precision"), ("value_not_in_list", "preset")]
+
+
+def test_v1_schema_passes_the_template_browser_test(v1_comfy, browser_page):
+    """The template-browser scenario of tests/nodes/test_browser.py (which the V3 session server runs)
+    on a V1 server: the shipped person workflow opens from the template browser and runs."""
+    from tests.nodes.test_browser import test_person_workflow_opens_from_the_template_browser_and_runs as scenario
+
+    scenario(v1_comfy, v1_comfy.checkpoint_name, browser_page)
