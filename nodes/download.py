@@ -35,7 +35,11 @@ def download(release: Release, dest_dir, progress=None):
     if os.path.exists(final):
         return final
     _refuse_retired_setting()
-    import huggingface_hub
+    try:
+        import huggingface_hub
+    except ImportError as e:
+        raise DownloadError(f"Downloading {release.filename} needs huggingface_hub, which is not installed "
+                            f"({e}). Install the pack's requirements: pip install -r requirements.txt") from e
 
     expected, unreachable = _advertised(huggingface_hub, release)
     cache_dir = huggingface_hub.constants.HF_HUB_CACHE
