@@ -176,6 +176,14 @@ def test_retired_base_url_setting_says_what_replaced_it(run, hub):
     assert hub.requests == []
 
 
+def test_missing_huggingface_hub_says_to_install_the_requirements(run, tmp_path):
+    shadow = tmp_path / "shadow" / "huggingface_hub"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('hidden for this test')\n")
+    message = refused(run(PYTHONPATH=str(shadow.parent)))
+    assert f"Downloading {TINY} needs huggingface_hub" in message and "pip install -r requirements.txt" in message
+
+
 def test_unknown_release_lists_the_choices():
     with pytest.raises(DownloadError, match="ddcolor_paper.pth"):
         release_named("ddcolor_v2.pth")
