@@ -17,8 +17,9 @@ class CrossAttentionLayer(nn.Module):
         self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, queries, memory, memory_pos, query_pos):
-        attended = self.multihead_attn(query=queries + query_pos, key=memory + memory_pos,
+    def forward(self, queries, memory, memory_key, query_pos):
+        """memory_key: memory + its positional encoding (the same for every layer of a scale)."""
+        attended = self.multihead_attn(query=queries + query_pos, key=memory_key,
                                        value=memory, need_weights=False)[0]
         return self.norm(queries + attended)
 
@@ -81,12 +82,14 @@ class MultiScaleColorDecoder(nn.Module):
     def forward(self, scales, batch):
         """scales: ``num_scales`` NCHW maps (coarse to fine); returns the colour embeddings
         (B, Q, C). Their dot product with the image features is taken by the fused colour head."""
-        memories, positions = [], []
+        memories, keys = [], []
         for i, feature in enumerate(scales):
             pos = sine_position_encoding(feature, self.query_feat.embedding_dim // 2)
-            positions.append(pos.flatten(2).permute(2, 0, 1))
             src = self.input_proj[i](feature).flatten(2) + self.level_embed.weight[i][None, :, None]
             memories.append(src.permute(2, 0, 1))
+            # memory + position once per scale, not once per layer: 3 layers read each scale.
+            keys.append(memories[-1] + pos.flatten(2).permute(2, 0, 1))
+            del pos
 
         query_pos = self.query_embed.weight.unsqueeze(1).expand(-1, batch, -1)
         queries = self.query_feat.weight.unsqueeze(1).expand(-1, batch, -1)
@@ -94,7 +97,7 @@ class MultiScaleColorDecoder(nn.Module):
                                                         self.transformer_self_attention_layers,
                                                         self.transformer_ffn_layers)):
             level = i % self.num_scales
-            queries = cross(queries, memories[level], positions[level], query_pos)
+            queries = cross(queries, memories[level], keys[level], query_pos)
             queries = self_attn(queries, query_pos)
             queries = ffn(queries)
 

@@ -14,6 +14,9 @@ CONVNEXT_CONFIGS = {
 }
 
 CONVNEXT_EPS = 1e-6
+# Hidden-layer values computed at once in a block's MLP: 8 Mi = 32 MiB in fp32 (one band at
+# S=512 for ConvNeXt-T's first stage; several at larger sizes).
+MLP_BAND_ELEMENTS = 8 * 2 ** 20
 
 
 class ChannelsFirstLayerNorm(nn.Module):
@@ -44,9 +47,15 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(4 * dim, dim)
 
     def forward(self, x):
-        y = self.dwconv(x).permute(0, 2, 3, 1)
-        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
-        return x + (self.gamma * y).permute(0, 3, 1, 2)
+        y = self.dwconv(x).permute(0, 2, 3, 1).contiguous()  # (B, H, W, C)
+        pixels = y.view(-1, y.shape[-1])
+        # The 4x wider hidden layer is computed for a band of pixels at a time (in place of the
+        # band), so it never exists for the whole stride-4 map: each pixel is independent here.
+        step = max(1, MLP_BAND_ELEMENTS // self.pwconv1.out_features)
+        for start in range(0, pixels.shape[0], step):
+            band = pixels[start:start + step]
+            band.copy_(self.gamma * self.pwconv2(self.act(self.pwconv1(self.norm(band)))))
+        return x + y.permute(0, 3, 1, 2)
 
 
 class ConvNeXt(nn.Module):
