@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
+from . import priority
 from .ops import webhook_settings
 
 log = logging.getLogger("gpu_guard.config")
@@ -144,6 +145,16 @@ SETTINGS = (
     Setting("drain_on_sigterm_s", _number(0, 7 * 86400), False,
             "SIGTERM starts a drain and the process exits once drained or after this many seconds; "
             "0 = SIGTERM stops ComfyUI at once, as without the pack"),
+    Setting("priority_classes", priority.parse_classes, True,
+            "priority classes, highest first: [{name, token | token_sha256, max_held}]; a /prompt with a "
+            "class token (Authorization: Bearer) runs ahead of lower classes and has its own max_held",
+            over_http=lambda value, from_text: priority.parse_classes(value, from_text, over_http=True),
+            shown=priority.shown_classes),
+    Setting("priority_max_wait_s", _number(0, 7 * 86400), True,
+            "aging: a normal prompt that waited this long is not overtaken by class prompts any more; 0 = never"),
+    Setting("priority_enforce", _boolean, True,
+            "clients without a class token cannot set front or number on /prompt (ComfyUI lets anyone jump "
+            "the queue with them)"),
     Setting("alert_held_s", _number(0, 7 * 86400), True,
             "warn when a prompt is held longer than this; 0 = never"),
     Setting("event_log_max_bytes", _number(0, 1 << 30, integer=True), True,
@@ -197,6 +208,9 @@ class GuardConfig:
     idle_unload_s: float = 0.0
     live_max_run_s: float = 3600.0
     drain_on_sigterm_s: float = 0.0
+    priority_classes: tuple = ()
+    priority_max_wait_s: float = 300.0
+    priority_enforce: bool = False
     alert_held_s: float = 300.0
     event_log_max_bytes: int = 8 * 1024 * 1024
     event_log_files: int = 4

@@ -23,6 +23,7 @@ from .episodes import HoldEpisode
 from .metrics import GuardMetrics
 from .monitor import PAUSED, RUNNING, Monitor, Transition
 from .operator_hold import OperatorHold
+from .priority import NORMAL, Lanes
 from .pack_version import VERSION as PACK_VERSION
 from .pending import NOTHING_PENDING, Pending, as_pending
 from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, RUN_NORMAL, Admission, HeldPrompt, PassResult,
@@ -61,6 +62,7 @@ class Guard:
         self._monitor = Monitor(config.pause_at, config.resume_at, config.sensor_failures, config.sensor_policy)
         self._policy = Policy(config)
         self._operator = OperatorHold()  # operator pause and drain, independent of the memory state
+        self.lanes = Lanes(config.priority_classes)  # priority classes (VIP lanes)
         self._worker = WorkerWatch(monotonic)  # liveness: the queue hook reports ComfyUI's worker
         self.metrics = GuardMetrics()
         self._lock = threading.RLock()
@@ -252,10 +254,15 @@ class Guard:
         """One decision pass of the worker, against one reading of the gate: with the gate open the
         heap's first prompt runs; with it closed, prompts past the hold timeout fail and at most one
         held prompt runs in the fast lane. `pending()` views the whole queue (gpu_guard.pending); it is
-        called only with the gate closed, while the caller still holds the queue's mutex."""
+        called with the gate closed, or when a priority-class prompt heads the queue and aging is on,
+        while the caller still holds the queue's mutex."""
         with self._lock:
             if not self._gate_closed():
                 self.metrics.admitted_in(LANE_NORMAL).inc()
+                if first.priority_class is not None and self.config.priority_max_wait_s > 0:
+                    aged = self._aged_normal_before(first, pending())
+                    if aged is not None:
+                        return PassResult(aged.prompt_id, RUN_NORMAL)
                 return PassResult(first.prompt_id, RUN_NORMAL)
             self._pending, self._pending_dirty = pending(), True
             self._sync_held()
@@ -284,13 +291,17 @@ class Guard:
                     self._held_event_due = True
         self._deliver()
 
-    def admission(self, held_count: int) -> Admission:
-        """Accept or reject a /prompt submission given the number of prompts held now."""
+    def admission(self, held_count: int, priority_class: Optional[dict] = None) -> Admission:
+        """Accept or reject a /prompt submission given the number of prompts held now in its lane
+        (`priority_class`: the class its token gave it, see priority_class_for; None = normal)."""
+        lane = priority_class["name"] if priority_class else NORMAL
         with self._lock:
             if self._operator.draining is not None:
                 answer = self._drain_refusal()
             else:
-                answer = self._policy.admission(held_count, self._gate_closed(), self._why_closed())
+                answer = self._policy.admission(held_count, self._gate_closed(), self._why_closed(),
+                                                priority_class)
+            self.metrics.class_submissions.labels(lane, "accepted" if answer.accept else "rejected").inc()
             if not answer.accept:
                 self.metrics.rejected.inc()
                 self._op("rejected", answer.message, held=held_count, max_held=self.config.max_held,
@@ -381,6 +392,7 @@ class Guard:
                 "drain": dict(self._operator.draining, left=self._drain_left()) if self._operator.draining
                 else None,
                 "worker": self._worker.as_dict(self.config.live_max_run_s),
+                "priority": self._priority_status(),
             }
 
     def ready(self) -> tuple:
@@ -401,6 +413,19 @@ class Guard:
             if self._monitor.sensor_failing:
                 return True, f"running unguarded: sensor failing ({self._monitor.error}), policy open"
             return True, "running"
+
+    def priority_class_for(self, token: Optional[str]) -> Optional[dict]:
+        """The priority class of a /prompt's bearer token, or None (the normal lane)."""
+        return self.lanes.class_for_token(token)
+
+    def _priority_status(self) -> dict:
+        held = self._policy.held_by_class()
+        lanes = [{"name": c["name"], "rank": rank, "max_held": c["max_held"], "held": held.get(c["name"], 0)}
+                 for rank, c in enumerate(self.lanes.classes)]
+        lanes.append({"name": NORMAL, "rank": len(lanes), "max_held": self.config.max_held,
+                      "held": held.get(None, 0)})
+        return {"enforce": self.config.priority_enforce, "max_wait_s": self.config.priority_max_wait_s,
+                "classes": lanes}
 
     def live(self) -> tuple:
         """(ok, reason): ComfyUI's worker thread is alive and not stuck in one prompt longer than
@@ -484,6 +509,9 @@ class Guard:
             self._sync_held()
             self.metrics.held.set(len(self._policy.held))
             self.metrics.pending.set(len(self._pending))
+            held = self._policy.held_by_class()
+            for name in [*self.lanes.names(), None]:
+                self.metrics.class_held.labels(name or NORMAL).set(held.get(name, 0))
         return self.metrics.text()
 
     # -- settings --------------------------------------------------------------------------------------
@@ -522,6 +550,7 @@ class Guard:
         with self._lock:
             was_closed = self._gate_closed()
             self.config = self._policy.config = new
+            self.lanes.update(new.priority_classes)
             transition = self._monitor.configure(new.pause_at, new.resume_at, new.sensor_failures,
                                                  new.sensor_policy, at=self._wall())
             if transition:
@@ -590,8 +619,23 @@ class Guard:
         return Admission(False, retry, f"this server is draining (by {d['by']}) and takes no new prompts; "
                          f"send the prompt to another server or retry in {retry} s")
 
+    def _aged_normal_before(self, first: QueueEntry, pending: Pending) -> Optional[QueueEntry]:
+        """The first normal prompt, when it has waited priority_max_wait_s and came before `first` (a
+        class prompt): aging, so that it is not overtaken any more. Scans the queue: only when a class
+        prompt heads it."""
+        entries = pending.entries(set(pending.ids()))
+        normal = [e for e in entries if e.priority_class is None]
+        if not normal:
+            return None
+        head = min(normal, key=lambda e: (e.number, e.prompt_id))
+        if head.created_at is None or self._wall() - head.created_at < self.config.priority_max_wait_s:
+            return None
+        if first.created_at is not None and first.created_at < head.created_at:
+            return None  # the class prompt was there first: it overtakes nobody
+        return head
+
     def _hold_queue_full(self) -> str:
-        held, bound = len(self._policy.held), self.config.max_held
+        held, bound = self._policy.held_by_class().get(None, 0), self.config.max_held
         return f"; hold queue full ({held} held, max_held={bound})" if bound and held >= bound else ""
 
     def _bump(self) -> None:

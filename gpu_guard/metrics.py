@@ -41,6 +41,11 @@ class GuardMetrics:
                                      "(POST /gpu_guard/pause)", registry=r)
         self.draining = Gauge("gpu_guard_draining", "1 while the server drains: new prompts are refused",
                               registry=r)
+        self.class_held = Gauge("gpu_guard_class_held_prompts", "Prompts held now per priority class "
+                                "(\"normal\" for prompts without a class token)", ["priority_class"], registry=r)
+        self.class_submissions = Counter("gpu_guard_class_submissions", "/prompt submissions per priority class "
+                                         "and answer (accepted, rejected with 429)", ["priority_class", "answer"],
+                                         registry=r)
         self.sensor_failing = Gauge("gpu_guard_sensor_failing", "1 while the sensor policy applies", registry=r)
         self.transitions = Counter("gpu_guard_transitions", "State transitions", ["to"], registry=r)
         self.held_total = Counter("gpu_guard_prompts_held", "Prompts that were held", registry=r)

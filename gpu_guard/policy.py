@@ -30,6 +30,8 @@ class QueueEntry(NamedTuple):
     number: float  # ComfyUI's queue number (front-of-queue prompts have negative numbers)
     prompt: Mapping[str, Any] = {}  # the API-format graph; never mutated
     client_id: Optional[str] = None
+    priority_class: Optional[str] = None  # the class /prompt gave it (gpu_guard.priority); None = normal
+    created_at: Optional[float] = None  # wall time it was queued (ComfyUI's create_time), for aging
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class HeldPrompt:
     estimated: bool = False
     estimated_bytes: Optional[int] = None
     alerted: bool = False
+    priority_class: Optional[str] = None
 
     @property
     def priority(self) -> tuple:
@@ -97,7 +100,8 @@ def _percent(value: float) -> str:
 
 
 def _held_from(entry: QueueEntry, now: float) -> HeldPrompt:
-    return HeldPrompt(entry.prompt_id, entry.number, entry.client_id, now, entry.prompt)
+    return HeldPrompt(entry.prompt_id, entry.number, entry.client_id, now, entry.prompt,
+                      priority_class=entry.priority_class)
 
 
 class Policy:
@@ -234,13 +238,25 @@ class Policy:
 
     # -- admission and reporting ------------------------------------------------------------------
 
-    def admission(self, held_count: int, gate_closed: bool, why_closed: str) -> Admission:
+    def admission(self, held_count: int, gate_closed: bool, why_closed: str,
+                  priority_class: Optional[dict] = None) -> Admission:
+        """`held_count`: prompts held now in the submission's own lane (its priority class, or the
+        normal lane); each lane has its own bound, so a full normal queue does not refuse a class."""
         cfg = self.config
-        if not gate_closed or cfg.max_held == 0 or held_count < cfg.max_held:
+        bound = cfg.max_held if priority_class is None else priority_class["max_held"]
+        if not gate_closed or bound == 0 or held_count < bound:
             return Admission(True)
-        message = (f"VRAM guard is holding prompts ({why_closed}) and its hold queue is full "
-                   f"({held_count} held, max_held={cfg.max_held}); retry in {cfg.retry_after_s} s")
+        lane = "its hold queue" if priority_class is None else f"the hold queue of class {priority_class['name']}"
+        message = (f"VRAM guard is holding prompts ({why_closed}) and {lane} is full "
+                   f"({held_count} held, max_held={bound}); retry in {cfg.retry_after_s} s")
         return Admission(False, cfg.retry_after_s, message)
+
+    def held_by_class(self) -> dict:
+        """{class name or None (normal): prompts held}"""
+        counts: dict = {}
+        for held in self.held.values():
+            counts[held.priority_class] = counts.get(held.priority_class, 0) + 1
+        return counts
 
     def overdue(self, now: float) -> list:
         """Held prompts that just crossed alert_held_s (or the hold timeout with action keep), once each."""
@@ -258,5 +274,6 @@ class Policy:
 
     def held_list(self, now: float) -> list:
         return [{"prompt_id": h.prompt_id, "number": h.number, "position": i, "waited_s": round(now - h.since, 3),
-                 "client_id": h.client_id, "estimated_bytes": h.estimate()}
+                 "client_id": h.client_id, "estimated_bytes": h.estimate(),
+                 "priority_class": h.priority_class or "normal"}
                 for i, h in enumerate(self.ordered(), start=1)]

@@ -11,6 +11,7 @@ from .admission import PromptAdmission
 from .events import failed_prompt_notifier, forward_guard_events
 from .operations import make_ops, start_ops
 from .persistence import QueuePersistence
+from .priority_lanes import on_prompt_handler
 from .queue_hook import QueueHook
 from .routes import GuardRoutes
 from .sigterm_drain import install_sigterm_drain
@@ -97,6 +98,7 @@ class ComfyAdapter:
         self._step("journal", lambda: self.persistence.open(self.hook))  # before the hook sees a change
         self._step("queue hook", self.hook.install)
         self._step("prompt admission", lambda: self.server.app.middlewares.append(self.admission.middleware))
+        self._step("priority classes", lambda: self.server.add_on_prompt_handler(on_prompt_handler(self.guard)))
         self._step("routes", lambda: self._add_routes(routes_frozen_into_app))
         self._step("websocket events", lambda: forward_guard_events(self.guard, self.server))
         self._step("operations", lambda: start_ops(self.guard, self.ops))

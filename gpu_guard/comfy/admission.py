@@ -15,6 +15,9 @@ import threading
 
 from aiohttp import web
 
+from .config_access import bearer_token
+from .priority_lanes import CURRENT, IGNORED_HEADER, Submission, class_of
+
 _log = logging.getLogger("gpu_guard.comfy")
 
 PROMPT_PATHS = frozenset({"/prompt", "/api/prompt"})
@@ -25,24 +28,32 @@ class PromptAdmission:
         self.guard = guard
         self.queue = queue
         self.rejected = 0
-        self._reserved = 0
+        self._reserved: dict = {}  # lane (class name, None = normal) -> places reserved now
         self._lock = threading.Lock()
 
-    def _reserve(self):
-        """Return None when a place was reserved, else the guard's refusal."""
+    def _queued(self, lane_name):
+        """Prompts queued in one lane; with no priority classes every prompt is in the normal lane."""
+        with self.queue.mutex:
+            if not self.guard.lanes:
+                return len(self.queue.queue)
+            return sum(1 for item in self.queue.queue if class_of(item) == lane_name)
+
+    def _reserve(self, lane):
+        """Return None when a place was reserved in the submission's lane, else the guard's refusal."""
+        name = lane["name"] if lane else None
         with self._lock:
-            with self.queue.mutex:
-                queued = len(self.queue.queue)
-            admission = self.guard.admission(queued + self._reserved)
+            reserved = self._reserved.get(name, 0)
+            admission = self.guard.admission(self._queued(name) + reserved, lane)
             if admission.accept:
-                self._reserved += 1
+                self._reserved[name] = reserved + 1
                 return None
             self.rejected += 1
             return admission
 
-    def _release(self):
+    def _release(self, lane):
+        name = lane["name"] if lane else None
         with self._lock:
-            self._reserved -= 1
+            self._reserved[name] -= 1
 
     @web.middleware
     async def middleware(self, request, handler):
@@ -50,7 +61,8 @@ class PromptAdmission:
             return await handler(request)
         await request.read()
         try:
-            refusal = self._reserve()
+            lane = self.guard.priority_class_for(bearer_token(request.headers))
+            refusal = self._reserve(lane)
         except Exception:  # noqa: BLE001 - a guard fault must not block submissions
             _log.exception("VRAM guard: admission check failed; accepting the prompt")
             return await handler(request)
@@ -58,7 +70,13 @@ class PromptAdmission:
             retry_after = max(1, int(refusal.retry_after_s or 1))
             return web.json_response(refusal.error_body(), status=429,
                                      headers={"Retry-After": str(retry_after)})
+        submission = Submission(lane)
+        context = CURRENT.set(submission)  # read by the on_prompt handler inside ComfyUI's post_prompt
         try:
-            return await handler(request)
+            response = await handler(request)
         finally:
-            self._release()
+            CURRENT.reset(context)
+            self._release(lane)
+        if submission.ignored:
+            response.headers[IGNORED_HEADER] = ", ".join(submission.ignored)
+        return response

@@ -19,6 +19,7 @@ from collections import namedtuple
 from operator import itemgetter
 
 from ..guard import QueueEntry
+from ..priority import CLASS_KEY
 
 # ComfyUI's status tuple when the running release does not define one (kept field-compatible)
 _FallbackStatus = namedtuple("ExecutionStatus", ["status_str", "completed", "messages"])
@@ -38,8 +39,10 @@ def pending_items(queue) -> list:
 
 def entry_of(item) -> QueueEntry:
     extra_data = item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
+    created_ms = extra_data.get("create_time")  # ComfyUI's, in milliseconds
     return QueueEntry(prompt_id=item[1], number=item[0], prompt=item[2],
-                      client_id=extra_data.get("client_id"))
+                      client_id=extra_data.get("client_id"), priority_class=extra_data.get(CLASS_KEY),
+                      created_at=created_ms / 1000 if isinstance(created_ms, (int, float)) else None)
 
 
 class HeapView:
