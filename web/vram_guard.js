@@ -35,10 +35,46 @@ const settingsSync = new SettingsSync({
   notify: (kind, title, text) => toast(kind, title, text, 12000),
 });
 
+// The operator's pause/resume button in the held panel, for users allowed to change the config.
+const operator = { canChange: false, busy: false };
+
+async function loadOperatorAccess() {
+  try {
+    const response = await api.fetchApi("/gpu_guard/operator");
+    operator.canChange = response.ok && (await response.json()).can_change === true;
+  } catch {
+    operator.canChange = false;
+  }
+  render();
+}
+
+async function toggleOperatorPause(pause) {
+  operator.busy = true;
+  render();
+  try {
+    const response = await api.fetchApi(pause ? "/gpu_guard/pause" : "/gpu_guard/resume", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ by: "web UI" }),
+    });
+    if (!response.ok) {
+      const answer = await response.json().catch(() => null);
+      const why = Array.isArray(answer?.errors) ? answer.errors.join("; ") : `HTTP ${response.status}`;
+      toast("error", `VRAM guard: ${pause ? "pause" : "resume"} refused`, why, 12000);
+    }
+  } catch (error) {
+    toast("error", "VRAM guard: the server did not answer", String(error), 12000);
+  } finally {
+    operator.busy = false;
+    await poll();
+  }
+}
+
 function render() {
   gauge?.update(view.status, view.held, view.problem);
   if (panelContainer?.isConnected) {
-    renderHeldPanel(panelContainer, { ...view, elapsedS: (Date.now() - view.heldAt) / 1000, isMine });
+    renderHeldPanel(panelContainer, { ...view, elapsedS: (Date.now() - view.heldAt) / 1000, isMine,
+                                      control: operator, onOperatorToggle: toggleOperatorPause });
   }
 }
 
@@ -120,7 +156,10 @@ api.addEventListener("gpu_guard.status", (event) => {
 api.addEventListener("gpu_guard.held", (event) => onHeld(event.detail?.held));
 api.addEventListener("gpu_guard.alert", (event) => showAll([alertNotice(event.detail)]));
 // after a reconnect the events missed while away are not replayed: ask for the state at once
-api.addEventListener("reconnected", () => void poll());
+api.addEventListener("reconnected", () => {
+  void poll();
+  void loadOperatorAccess();
+});
 
 app.registerExtension({
   name: "ddcolor_vram_guard.vram_guard",
@@ -150,6 +189,6 @@ app.registerExtension({
     // the panel's waiting times tick between updates
     setInterval(() => panelContainer?.isConnected && render(), 1000);
     render();
-    await Promise.all([poll(), settingsSync.load()]);
+    await Promise.all([poll(), settingsSync.load(), loadOperatorAccess()]);
   },
 });

@@ -30,6 +30,7 @@ class OperatorRoutes:
     def definitions(self, prefix: str):
         return [
             ("GET", f"{prefix}/live", self.get_live),
+            ("GET", f"{prefix}/operator", self.get_operator),
             ("POST", f"{prefix}/drain", self.post_drain),
             ("POST", f"{prefix}/pause", self.post_pause),
             ("POST", f"{prefix}/resume", self.post_resume),
@@ -41,6 +42,12 @@ class OperatorRoutes:
                                       "is not watched (see the server log)"})
         ok, reason = self.guard.live()
         return web.json_response({"live": bool(ok), "reason": reason}, status=200 if ok else 503)
+
+    async def get_operator(self, request):
+        """Whether this client may pause, resume and drain (the web UI shows its button then)."""
+        refusal = write_refusal(request.remote, request.headers, self.guard.config_view()["token_set"],
+                                self.guard.check_token(bearer_token(request.headers)))
+        return web.json_response({"can_change": refusal is None, "why_not": refusal})
 
     async def _operator_request(self, request):
         """(fields, None) for an allowed request with a valid body, else (None, error response)."""

@@ -87,3 +87,9 @@ def test_live_and_ready_need_no_token_and_show_no_config(ops):
         response = ops.client.get(path, headers={"X-Forwarded-For": "203.0.113.7"})
         assert response.status_code == 200, path
         assert set(response.json()) in ({"live", "reason"}, {"ready", "reason"})
+
+
+def test_the_operator_route_says_who_may_pause(ops):
+    assert ops.client.get_json("/gpu_guard/operator") == {"can_change": True, "why_not": None}
+    relayed = ops.client.get("/gpu_guard/operator", headers={"X-Forwarded-For": "203.0.113.7"}).json()
+    assert relayed["can_change"] is False and "came through a proxy (X-Forwarded-For)" in relayed["why_not"]

@@ -1,4 +1,5 @@
-// The "Held prompts" panel: what the guard is holding, how long each has waited and its estimated cost.
+// The "Held prompts" panel: what the guard is holding, how long each has waited, its estimated cost and
+// priority class, and, for a user allowed to change the guard's config, the operator's pause/resume.
 import { bytes, count, duration, percent } from "./format.js";
 
 function cell(doc, tag, text, className) {
@@ -8,11 +9,35 @@ function cell(doc, tag, text, className) {
   return node;
 }
 
+// The operator's hold (POST /gpu_guard/pause | resume): a button, and who paused and when.
+function operatorControl(doc, status, control, onToggle) {
+  const paused = status.operator_pause;
+  const box = doc.createElement("div");
+  box.className = "vg-operator";
+  const button = cell(doc, "button", paused ? "Resume prompts" : "Pause prompts", "vg-operator-toggle");
+  button.type = "button";
+  button.disabled = Boolean(control.busy);
+  button.dataset.action = paused ? "resume" : "pause";
+  button.title = paused
+    ? "End the operator's pause; prompts run again unless GPU memory pressure holds them"
+    : "Hold every queued and new prompt (as a memory pause does) until resumed, e.g. for maintenance";
+  button.addEventListener("click", () => onToggle?.(!paused));
+  box.append(button);
+  if (paused) {
+    const when = new Date(paused.at * 1000).toLocaleTimeString();
+    const why = paused.reason ? `: ${paused.reason}` : "";
+    box.append(cell(doc, "span", `Paused by ${paused.by} at ${when}${why}`, "vg-operator-note"));
+  }
+  return box;
+}
+
 // view: { status, held, elapsedS (seconds since the held list arrived), isMine(clientId),
-//         problem (why there is no status, or null) }
+//         problem (why there is no status, or null),
+//         control: { canChange (this user may change the guard's config), busy } or null,
+//         onOperatorToggle(pause: boolean) }
 export function renderHeldPanel(container, view) {
   const doc = container.ownerDocument;
-  const { status, held = [], elapsedS = 0, isMine, problem } = view;
+  const { status, held = [], elapsedS = 0, isMine, problem, control, onOperatorToggle } = view;
   const root = doc.createElement("div");
   root.className = "vram-guard-panel";
 
@@ -28,6 +53,7 @@ export function renderHeldPanel(container, view) {
       `${count(held.length, "prompt")} held.`;
   }
   root.append(summary);
+  if (status && control?.canChange) root.append(operatorControl(doc, status, control, onOperatorToggle));
 
   if (held.length === 0) {
     root.append(cell(doc, "p", "No prompts are held.", "vg-panel-empty"));
@@ -35,7 +61,7 @@ export function renderHeldPanel(container, view) {
     const table = doc.createElement("table");
     table.className = "vg-held-table";
     const head = doc.createElement("tr");
-    for (const title of ["#", "Prompt", "From", "Waiting", "Estimated memory"]) head.append(cell(doc, "th", title));
+    for (const title of ["#", "Prompt", "From", "Waiting", "Estimated memory", "Class"]) head.append(cell(doc, "th", title));
     table.append(head);
     for (const entry of held) {
       const row = doc.createElement("tr");
@@ -47,6 +73,7 @@ export function renderHeldPanel(container, view) {
         cell(doc, "td", mine ? "this browser" : "another client"),
         cell(doc, "td", duration((entry.waited_s ?? 0) + elapsedS)),
         cell(doc, "td", entry.estimated_bytes == null ? "unknown" : bytes(entry.estimated_bytes)),
+        cell(doc, "td", entry.priority_class ?? "normal"),
       );
       if (mine) row.classList.add("vg-mine");
       table.append(row);

@@ -44,6 +44,9 @@ export const CSS = `
 .vram-guard-floating { position: fixed; top: 8px; right: 8px; z-index: 1000; }
 .vram-guard-panel { padding: 8px 12px; color: var(--fg-color, inherit); font: 13px/1.4 system-ui, sans-serif; overflow: auto; height: 100%; box-sizing: border-box; }
 .vram-guard-panel .vg-panel-summary { margin: 0 0 8px; }
+.vram-guard-panel .vg-operator { display: flex; gap: 8px; align-items: center; margin: 0 0 8px; }
+.vram-guard-panel .vg-operator-toggle { padding: 2px 10px; cursor: pointer; }
+.vram-guard-panel .vg-operator-toggle:disabled { cursor: progress; opacity: 0.6; }
 .vram-guard-panel .vg-panel-empty { color: var(--descrip-text, inherit); margin: 0; }
 .vram-guard-panel .vg-held-table { border-collapse: collapse; }
 .vram-guard-panel .vg-held-table th, .vram-guard-panel .vg-held-table td {
