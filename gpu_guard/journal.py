@@ -1,51 +1,35 @@
-"""The journal of the pending set: the prompts queued or running, kept in SQLite so that a restart
-of ComfyUI (or a crash) does not drop them.
+"""The journal of the pending set: the prompts queued or running, kept in a SQLite file
+(gpu_guard.journal_store) so that a restart of ComfyUI, or a crash, does not drop them.
 
-One row per prompt: its id, number, state (pending / running) and the queue item as JSON without
-the sensitive part (ComfyUI's index 5: API keys that ComfyUI strips from history), which is never
-written; only the names of its keys are kept, so a restored prompt can say what it lost.
+`sync` is handed the whole pending set at every queue change (under the queue's mutex): it works
+out what changed against the ids it knows, with set operations, and hands the changes to a writer
+thread. The writer encodes the items and commits each batch in one transaction, off the queue's
+mutex, so neither `/prompt` nor the worker waits for SQLite; a burst of changes becomes one commit.
+A change is committed a few milliseconds after it happened: a crash inside that window loses it
+(`unwritten` says how many wait; `flush` waits for them).
 
-The file is SQLite in WAL mode with synchronous=NORMAL: a commit is in the operating system's
-hands before `sync` returns, so a killed process loses nothing (a power cut may lose the last
-commits). `sync` is given the whole pending set at every queue change and writes the difference
-from what it last wrote, in one transaction.
-
-Damage never stops the caller: a file SQLite cannot read, or written by a newer schema, is moved
-aside (renamed, never deleted) and a fresh journal started; a folder that cannot be written turns
-the journal off. Each is logged loudly and kept in `problem`. Nothing here imports ComfyUI.
+The sensitive part of a queue item (ComfyUI's index 5: API keys that ComfyUI strips from history)
+is never written; only the names of its keys are kept, so a restored prompt can say what it lost.
+Nothing here imports ComfyUI; in memory it keeps prompt ids, and items only until they are written.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
+from .journal_store import JournalStore, encode_item
+
 log = logging.getLogger("gpu_guard.journal")
 
 FILE_NAME = "gpu_guard_journal.sqlite3"
-SCHEMA_VERSION = 1
-PENDING, RUNNING = "pending", "running"
-# loaded from the file and not yet put back: a queue change meanwhile must not delete it
-_RESTORING = "restoring"
-# an item JSON cannot hold (another pack put it): not journaled, logged once
-_UNJOURNALED = "unjournaled"
 SENSITIVE_INDEX = 5  # ComfyUI's queue item: (number, prompt_id, prompt, extra_data, outputs, sensitive)
+RETRY_S = 1.0  # after a failed write, the writer tries the same changes again this much later
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS prompts (
-    prompt_id TEXT PRIMARY KEY,
-    number REAL NOT NULL,
-    state TEXT NOT NULL,
-    item TEXT NOT NULL,
-    sensitive_keys TEXT NOT NULL,
-    journaled_at REAL NOT NULL
-)
-"""
+_INSERT, _DELETE, _RUNNING, _NOT_RUNNING = "insert", "delete", "running", "not running"
 
 
 @dataclass(frozen=True)
@@ -70,243 +54,240 @@ class Journal:
     """The pending set of one ComfyUI in `path`. `sensitive_keys`: extra_data keys that are never
     written even when a ComfyUI release leaves them in extra_data (older ones have no index 5)."""
 
-    def __init__(self, path: str, sensitive_keys: Iterable[str] = (), wall: Callable[[], float] = time.time):
+    def __init__(self, path: str, sensitive_keys: Iterable[str] = (), wall: Callable[[], float] = time.time,
+                 retry_s: float = RETRY_S):
         self.path = path
         self.sensitive_keys = frozenset(sensitive_keys)
-        self._wall = wall
-        self._db: Optional[sqlite3.Connection] = None
+        self._store = JournalStore(path, wall)
+        self._retry_s = retry_s
         self._lock = threading.Lock()
-        self._states: dict = {}  # prompt id -> state, as written (ids only: nothing else is kept)
-        self.problem: Optional[str] = None  # the last damage or failure, for status and logs
-        self.moved_aside: Optional[str] = None  # where a damaged file went
+        self._changed = threading.Condition(self._lock)
+        # the journal's view, as handed to the writer: prompt ids only
+        self._ids: set = set()
+        self._running: set = set()
+        self._restoring: set = set()  # loaded and not yet put back: a queue change must not delete them
+        self._changes: list = []  # (kind, prompt_id, item or None), waiting for the writer
+        self._writing = 0  # changes the writer has taken and not yet committed
+        self._stop = False
+        self._thread: Optional[threading.Thread] = None
         self.write_errors = 0
-        self._failing = False
+        self._write_problem: Optional[str] = None
+
+    # -- state --------------------------------------------------------------------------------------
 
     @property
     def active(self) -> bool:
-        return self._db is not None
+        return self._store.active
+
+    @property
+    def problem(self) -> Optional[str]:
+        return self._write_problem or self._store.problem
+
+    @property
+    def moved_aside(self) -> Optional[str]:
+        return self._store.moved_aside
+
+    def pending_count(self) -> int:
+        """Prompts the journal holds (queued, held, running, or loaded and not yet put back)."""
+        with self._lock:
+            return len(self._ids)
+
+    @property
+    def unwritten(self) -> int:
+        with self._lock:
+            return len(self._changes) + self._writing
 
     # -- opening ------------------------------------------------------------------------------------
 
     def open(self) -> LoadResult:
-        """Open (or create) the file and read what it holds. Never raises: damage is moved aside and
-        a fresh journal started; an unusable folder leaves the journal off (`active` False)."""
-        try:
-            return self._load()
-        except sqlite3.DatabaseError as error:
-            if isinstance(error, sqlite3.OperationalError) and not _is_damage(error):
-                return self._off(f"cannot use {self.path} ({error}); prompts are not journaled - "
-                                 "make its folder writable (and the file, if it exists) and restart ComfyUI")
-            return self._move_aside_and_restart(f"SQLite cannot read it ({error})")
-        except _NewerSchema as newer:
-            return self._move_aside_and_restart(str(newer))
-        except OSError as error:
-            return self._off(f"cannot use {self.path} ({error}); prompts are not journaled - "
-                             "make its folder writable and restart ComfyUI")
-
-    def _connect(self) -> sqlite3.Connection:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise _NewerSchema(f"it was written by a newer version of the pack (schema {version}, "
-                                   f"this one reads {SCHEMA_VERSION})")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"quick_check: {check}")
-            db.execute(_SCHEMA)
-            if version < SCHEMA_VERSION:
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _load(self) -> LoadResult:
-        db = self._connect()
-        try:
-            rows = db.execute("SELECT prompt_id, number, state, item, sensitive_keys FROM prompts "
-                              "ORDER BY number, prompt_id").fetchall()
-        except BaseException:
-            db.close()
-            raise
+        """Open (or create) the file, read what it holds and start the writer. Never raises (see
+        journal_store: damage is moved aside, an unusable folder turns the journal off)."""
         prompts, dropped = [], []
-        for prompt_id, number, state, item_json, keys_json in rows:
+        for row in self._store.open():
             try:
-                prompts.append(_decode(prompt_id, number, state, item_json, keys_json))
-            except (ValueError, TypeError, IndexError) as error:
-                dropped.append((prompt_id, f"its journal row cannot be read ({error})"))
-        self._db = db
-        self._states = {row[0]: _RESTORING for row in rows}
+                prompts.append(_decode(row))
+            except (ValueError, TypeError, IndexError, KeyError) as error:
+                dropped.append((row.prompt_id, f"its journal row cannot be read ({error})"))
+        with self._lock:
+            self._ids = {p.prompt_id for p in prompts} | {pid for pid, _ in dropped}
+            self._restoring = set(self._ids)
+            self._running = {p.prompt_id for p in prompts if p.running}
+        if self.active:
+            self._thread = threading.Thread(target=self._write_loop, name="gpu-guard-journal", daemon=True)
+            self._thread.start()
         return LoadResult(prompts, dropped)
 
-    def _move_aside_and_restart(self, why: str) -> LoadResult:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self._wall()))
-        target = f"{self.path}.damaged-{stamp}"
-        try:
-            for suffix in ("", "-wal", "-shm"):  # the WAL companions belong to the damaged file
-                if os.path.exists(self.path + suffix):
-                    os.replace(self.path + suffix, target + suffix)
-        except OSError as error:
-            return self._off(f"the journal {self.path} is damaged ({why}) and cannot be moved aside ({error}); "
-                             "prompts are not journaled - move or delete the file and restart ComfyUI")
-        self.moved_aside = target
-        self.problem = (f"the journal {self.path} was damaged ({why}); it was moved to {target} and a fresh "
-                        "journal started - the prompts it held are not restored (inspect or delete the moved file)")
-        log.error("VRAM guard journal: %s", self.problem)
-        try:
-            self._db = self._connect()
-        except (sqlite3.DatabaseError, OSError) as error:
-            return self._off(f"cannot start a fresh journal at {self.path} ({error}); prompts are not journaled")
-        self._states = {}
-        return LoadResult([], [])
+    # -- changes ------------------------------------------------------------------------------------
 
-    def _off(self, problem: str) -> LoadResult:
-        self.problem = problem
-        self._db = None
-        log.error("VRAM guard journal: %s", problem)
-        return LoadResult([], [])
-
-    # -- writing ------------------------------------------------------------------------------------
-
-    def sync(self, pending: Iterable, running: Iterable) -> None:
+    def sync(self, pending, running: Iterable) -> None:
         """Make the journal hold exactly these queue items (`pending`: the heap, `running`: the
-        items ComfyUI runs now), writing only what changed. Prompts loaded by `open` and not yet put
-        back are kept. A failed write is logged (loudly, once per failing streak) and retried at the
-        next change: the in-memory view only moves with what was committed."""
-        if self._db is None:
+        items ComfyUI runs now); prompts loaded by `open` and not yet put back are kept. Cheap: set
+        operations on the ids; the writing happens on the writer thread."""
+        if not self._store.active:
             return
-        wanted = {}
-        for item in pending:
-            wanted[item[1]] = (PENDING, item)
-        for item in running:
-            wanted[item[1]] = (RUNNING, item)
+        pending_ids = {item[1] for item in pending}
+        running_items = list(running)
+        running_ids = {item[1] for item in running_items}
         with self._lock:
-            states = self._states
-            inserts, updates, deletes, unjournaled = [], [], [], []
-            for prompt_id, (state, item) in wanted.items():
-                known = states.get(prompt_id)
-                if known is None:
-                    row = self._row(prompt_id, state, item)
-                    if row is None:
-                        unjournaled.append(prompt_id)
-                    else:
-                        inserts.append(row)
-                elif known != state and known != _UNJOURNALED:
-                    updates.append((state, str(prompt_id), prompt_id))
-            for prompt_id, known in states.items():
-                if prompt_id not in wanted and known != _RESTORING:
-                    deletes.append(prompt_id)
-            if not (inserts or updates or deletes or unjournaled):
+            ids = self._ids
+            present = pending_ids | running_ids if running_ids else pending_ids
+            new = present - ids
+            gone = ids - present - self._restoring
+            to_running = running_ids - self._running
+            waiting = self._restoring - present
+            to_pending = self._running - running_ids - gone - waiting
+            back = self._restoring & present
+            if not (new or gone or to_running or to_pending or back):
                 return
-            try:
-                self._write(inserts, updates, deletes)
-            except _WriteFailed:
-                return
-            for row in inserts:
-                states[row[-1]] = row[2]
-            for state, _key, prompt_id in updates:
-                states[prompt_id] = state
-            for prompt_id in deletes:
-                del states[prompt_id]
-            for prompt_id in unjournaled:
-                states[prompt_id] = _UNJOURNALED
+            changes = self._changes
+            if new:
+                for item in _items_of(new, pending, running_items):
+                    changes.append((_INSERT, item[1], item))
+                ids |= new
+            for prompt_id in to_running:
+                changes.append((_RUNNING, prompt_id, None))
+            for prompt_id in to_pending:
+                changes.append((_NOT_RUNNING, prompt_id, None))
+            for prompt_id in gone:
+                changes.append((_DELETE, prompt_id, None))
+            self._running = (self._running | to_running) - to_pending - gone
+            ids -= gone
+            self._restoring -= back
+            self._changed.notify()
 
     def forget(self, prompt_ids: Iterable) -> None:
         """Delete rows loaded by `open` that will not be put back (failed validation, unreadable)."""
-        if self._db is None:
-            return
         with self._lock:
-            gone = [pid for pid in prompt_ids if self._states.get(pid) == _RESTORING]
+            gone = [pid for pid in prompt_ids if pid in self._restoring]
+            for prompt_id in gone:
+                self._restoring.discard(prompt_id)
+                self._ids.discard(prompt_id)
+                self._running.discard(prompt_id)
+                self._changes.append((_DELETE, prompt_id, None))
             if gone:
-                try:
-                    self._write([], [], gone)
-                except _WriteFailed:
-                    return
-                for prompt_id in gone:
-                    del self._states[prompt_id]
+                self._changed.notify()
 
-    def _row(self, prompt_id, state, item):
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every change handed over so far is committed; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._changes and not self._writing or self._thread is None,
+                                          timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what waits, stop the writer and close the file."""
+        self.flush(timeout)
+        with self._changed:
+            self._stop = True
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._store.close()
+
+    # -- the writer ---------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._changes or self._stop)
+                if self._stop and not self._changes:
+                    return
+                batch, self._changes = self._changes, []
+                self._writing = len(batch)
+            try:
+                ok = self._write(batch)
+            except Exception:  # noqa: BLE001 - the writer must outlive any bug
+                log.exception("VRAM guard journal: writing failed unexpectedly")
+                ok = False
+            with self._changed:
+                self._writing = 0
+                if not ok:
+                    self._changes = batch + self._changes  # the same changes, again, in order
+                self._changed.notify_all()
+                if not ok:
+                    self._changed.wait_for(lambda: self._stop, self._retry_s)
+                    if self._stop:
+                        return
+
+    def _write(self, batch) -> bool:
+        final: dict = {}  # prompt id -> [item or None, deleted, running or None]
+        for kind, prompt_id, item in batch:
+            entry = final.setdefault(prompt_id, [None, False, None])
+            if kind == _INSERT:
+                entry[0], entry[1] = item, False
+            elif kind == _DELETE:
+                entry[0], entry[1], entry[2] = None, True, False
+            else:
+                entry[2] = kind == _RUNNING
+        inserts = []
+        for prompt_id, (item, _deleted, _running) in final.items():
+            if item is not None:
+                row = self._encode(prompt_id, item)
+                if row is not None:
+                    inserts.append(row)
+        try:
+            self._store.write(
+                inserts,
+                running=[str(pid) for pid, entry in final.items() if entry[2] and not entry[1]],
+                not_running=[str(pid) for pid, entry in final.items() if entry[2] is False and not entry[1]],
+                deletes=[str(pid) for pid, entry in final.items() if entry[1]])
+        except Exception as error:  # noqa: BLE001 - sqlite3.Error, or the file went away
+            self.write_errors += 1
+            if self._write_problem is None:
+                self._write_problem = f"writing the journal {self.path} failed ({error}); retrying every {self._retry_s:g} s"
+                log.error("VRAM guard journal: %s - changes since then are lost if ComfyUI stops", self._write_problem)
+            return False
+        if self._write_problem is not None:
+            self._write_problem = None
+            log.warning("VRAM guard journal: writing %s works again", self.path)
+        return True
+
+    def _encode(self, prompt_id, item):
         sensitive = item[SENSITIVE_INDEX] if len(item) > SENSITIVE_INDEX else None
         kept = list(item[:SENSITIVE_INDEX]) + list(item[SENSITIVE_INDEX + 1:])
-        keys = sorted(sensitive) if isinstance(sensitive, dict) else []
+        keys = set(sensitive) if isinstance(sensitive, dict) else set()
         if len(kept) > 3 and isinstance(kept[3], dict) and self.sensitive_keys & kept[3].keys():
-            keys = sorted(set(keys) | (self.sensitive_keys & kept[3].keys()))
+            keys |= self.sensitive_keys & kept[3].keys()
             kept[3] = {k: v for k, v in kept[3].items() if k not in self.sensitive_keys}
-        try:
-            item_json = json.dumps({"item": kept, "had_sensitive": len(item) > SENSITIVE_INDEX},
-                                   separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as error:
-            log.error("VRAM guard journal: prompt %s cannot be journaled (%s); it is lost if ComfyUI stops "
-                      "before it runs", prompt_id, error)
-            return None
-        number = item[0] if isinstance(item[0], (int, float)) else 0
-        return (str(prompt_id), float(number), state, item_json, json.dumps(keys), self._wall(), prompt_id)
-
-    def _write(self, inserts, updates, deletes) -> None:
-        try:
-            db = self._db
-            db.execute("BEGIN")
+        for attempt in (1, 2):
             try:
-                if inserts:
-                    db.executemany("INSERT OR REPLACE INTO prompts (prompt_id, number, state, item, sensitive_keys, "
-                                   "journaled_at) VALUES (?, ?, ?, ?, ?, ?)", [row[:-1] for row in inserts])
-                if updates:
-                    db.executemany("UPDATE prompts SET state = ? WHERE prompt_id = ?",
-                                   [update[:2] for update in updates])
-                if deletes:
-                    db.executemany("DELETE FROM prompts WHERE prompt_id = ?", [(str(pid),) for pid in deletes])
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as error:
-            self.write_errors += 1
-            if not self._failing:
-                self._failing = True
-                self.problem = f"writing the journal {self.path} failed ({error}); retried at the next queue change"
-                log.error("VRAM guard journal: %s - prompts queued meanwhile are lost if ComfyUI stops", self.problem)
-            raise _WriteFailed() from error
-        if self._failing:
-            self._failing = False
-            log.warning("VRAM guard journal: writing %s works again", self.path)
-
-    def pending_count(self) -> int:
-        with self._lock:
-            return sum(1 for state in self._states.values() if state != _UNJOURNALED)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+                item_json = encode_item(kept, len(item) > SENSITIVE_INDEX)
+                break
+            except RuntimeError:  # a dict changed while it was read (another pack): once more
+                if attempt == 2:
+                    raise
+            except (TypeError, ValueError) as error:
+                log.error("VRAM guard journal: prompt %s cannot be journaled (%s); it is lost if ComfyUI stops "
+                          "before it runs", prompt_id, error)
+                return None
+        number = item[0] if isinstance(item[0], (int, float)) and not isinstance(item[0], bool) else 0
+        return (str(prompt_id), float(number), item_json, json.dumps(sorted(keys)))
 
 
-class _NewerSchema(Exception):
-    pass
+def _items_of(wanted: set, pending, running_items) -> list:
+    """The items of these ids. From the end of the heap, stopping once all are found: a put appends
+    to the heap and ComfyUI's numbers grow, so a new prompt is almost always among the last items."""
+    found, left = [], set(wanted)
+    for item in running_items:
+        if item[1] in left:
+            found.append(item)
+            left.discard(item[1])
+    for item in reversed(pending):
+        if not left:
+            break
+        if item[1] in left:
+            found.append(item)
+            left.discard(item[1])
+    return found
 
 
-class _WriteFailed(Exception):
-    """Internal: `sync` leaves its view unchanged when the write failed."""
-
-
-def _is_damage(error: sqlite3.OperationalError) -> bool:
-    # "unable to open", "readonly", "locked" are about the folder or another process, not the file
-    text = str(error).lower()
-    return "malformed" in text or "not a database" in text
-
-
-def _decode(prompt_id, number, state, item_json, keys_json) -> JournaledPrompt:
-    data = json.loads(item_json)
+def _decode(row) -> JournaledPrompt:
+    data = json.loads(row.item_json)
     kept = data["item"]
     if not isinstance(kept, list) or len(kept) < 5:
         raise ValueError("the item is not a queue item")
     item = tuple(kept[:SENSITIVE_INDEX]) + (({},) if data.get("had_sensitive") else ()) + tuple(kept[SENSITIVE_INDEX:])
-    if str(item[1]) != prompt_id:
+    if str(item[1]) != row.prompt_id:
         raise ValueError(f"the item holds prompt id {item[1]!r}")
-    return JournaledPrompt(prompt_id=item[1], number=item[0], running=state == RUNNING, item=item,
-                           sensitive_keys=tuple(json.loads(keys_json)))
+    return JournaledPrompt(prompt_id=item[1], number=item[0], running=bool(row.running), item=item,
+                           sensitive_keys=tuple(json.loads(row.keys_json)))

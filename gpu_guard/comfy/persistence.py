@@ -162,7 +162,11 @@ class QueuePersistence:
                                        "records it as failed by the restart instead of running it again "
                                        "(persist_running=fail).")
             return
-        valid = await _validated(validate, item)
+        try:
+            valid = await _validated(validate, item)
+        except Exception as error:  # noqa: BLE001 - a validator bug ends the prompt, visibly
+            _log.exception("VRAM guard: validating journaled prompt %s raised", prompt.prompt_id)
+            valid = (False, {"message": "validation raised", "details": f"{type(error).__name__}: {error}"}, [], {})
         if not valid[0]:
             self.counts["failed_validation"] += 1
             self._end_in_history(item, "This prompt was restored from the VRAM guard's journal after ComfyUI "
@@ -206,6 +210,7 @@ class QueuePersistence:
             "moved_aside": journal.moved_aside if journal else None,
             "restoring": not self._restored.is_set(),
             "journaled": journal.pending_count() if journal and journal.active else 0,
+            "unwritten": journal.unwritten if journal and journal.active else 0,  # changes not yet committed
             "write_errors": journal.write_errors if journal else 0,
             **self.counts,
         }

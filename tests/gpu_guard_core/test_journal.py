@@ -4,7 +4,8 @@ import sqlite3
 
 import pytest
 
-from gpu_guard.journal import FILE_NAME, SCHEMA_VERSION, Journal
+from gpu_guard.journal import FILE_NAME, Journal
+from gpu_guard.journal_store import SCHEMA_VERSION
 
 SECRET = "sk-MARKER-4f1d2c"
 
@@ -78,6 +79,7 @@ def test_an_item_json_cannot_hold_is_logged_and_skipped(tmp_path, caplog):
     odd = (1, "odd", {"1": object()}, {}, [], {})
     journal.sync([odd, item(2, "b")], [])
     journal.sync([odd, item(2, "b")], [])
+    assert journal.flush(5)
     assert caplog.text.count("prompt odd cannot be journaled") == 1
     journal.close()
     assert [p.prompt_id for p in opened(tmp_path / FILE_NAME)[1].prompts] == ["b"]
@@ -124,17 +126,51 @@ def test_unusable_folder_turns_the_journal_off(tmp_path, caplog):
     assert blocked.read_text() == "a file where the user directory should be"
 
 
-def test_failed_write_is_retried_at_the_next_change(tmp_path, caplog):
+def test_failed_write_is_logged_and_retried(tmp_path, caplog):
     path = tmp_path / FILE_NAME
-    journal, _ = opened(path)
-    real_db = journal._db
+    journal, _ = opened(path, retry_s=0.05)
+    journal._store._db.execute("PRAGMA busy_timeout=0")  # fail at once instead of waiting 5 s
     blocker = sqlite3.connect(path, timeout=0)
     blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the file
-    real_db.execute("PRAGMA busy_timeout=0")
     journal.sync([item(1, "a")], [])
-    assert journal.write_errors == 1 and "writing the journal" in caplog.text
+    assert not journal.flush(0.5) and journal.write_errors >= 1 and journal.unwritten == 1
+    assert "writing the journal" in caplog.text and "writing the journal" in journal.problem
     blocker.rollback()
     blocker.close()
-    journal.sync([item(1, "a")], [])
+    assert journal.flush(5) and journal.problem is None
     journal.close()
     assert [p.prompt_id for p in opened(path)[1].prompts] == ["a"]
+
+
+def test_changes_are_written_off_the_callers_thread_in_batches(tmp_path):
+    path = tmp_path / FILE_NAME
+    journal, _ = opened(path)
+    heap = []
+    for n in range(300):  # a burst of puts: each sync hands one insert over
+        heap.append(item(n, f"p{n}"))
+        journal.sync(heap, [])
+    assert journal.pending_count() == 300
+    assert journal.flush(10) and journal.unwritten == 0
+    reader = sqlite3.connect(path)
+    assert reader.execute("SELECT COUNT(*) FROM prompts").fetchone()[0] == 300
+    reader.close()
+    journal.sync(heap[1:], [heap[0]])
+    journal.sync(heap[1:], [])
+    journal.close()
+    assert [p.prompt_id for p in opened(path)[1].prompts] == [f"p{n}" for n in range(1, 300)]
+
+
+def test_a_loaded_running_prompt_stays_running_until_put_back(tmp_path):
+    path = tmp_path / FILE_NAME
+    journal, _ = opened(path)
+    journal.sync([item(2, "b")], [item(1, "a")])
+    journal.close()
+    journal, loaded = opened(path)
+    assert [(p.prompt_id, p.running) for p in loaded.prompts] == [("a", True), ("b", False)]
+    journal.sync([item(3, "new")], [])  # before the restore: "a" is still the running one
+    journal.close()
+    journal, loaded = opened(path)
+    assert [(p.prompt_id, p.running) for p in loaded.prompts] == [("a", True), ("b", False), ("new", False)]
+    journal.sync([item(1, "a"), item(2, "b"), item(3, "new")], [])  # put back: pending again
+    journal.close()
+    assert [p.running for p in opened(path)[1].prompts] == [False, False, False]

@@ -52,13 +52,19 @@ class JournalDrill(GuardDrill):
         return self.status()["adapter"]["journal"]
 
     def crash_and_start(self, remove_pack: bool = False) -> dict:
-        """kill -9, then start on the same folders; returns the journal status once restored."""
+        """kill -9 once the journal has committed every change (it writes a few ms after a change),
+        then start on the same folders; returns the journal status once restored."""
+        self.wait_written()
         self.server.kill()
         if remove_pack:
             self.pack_link.unlink()
         self.server.start()
         return wait_until(lambda: (lambda j: j if not j["restoring"] else None)(self.journal_status()),
                           60, what="the journal to be restored")
+
+    def wait_written(self, timeout: float = 10.0) -> dict:
+        return wait_until(lambda: (lambda j: j if j["unwritten"] == 0 else None)(self.journal_status()),
+                          timeout, what="the journal to commit its changes")
 
     def wait_held(self, count: int, timeout: float = 30.0) -> list:
         return wait_until(lambda: (lambda ids: ids if len(ids) == count else None)(self.held_ids()),

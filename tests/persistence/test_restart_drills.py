@@ -126,6 +126,7 @@ def test_sensitive_data_never_reaches_the_journal(make_drill):
     drill.wait_state("paused")
     secret_prompt, _ = drill.post("secret", extra_data={"api_key_comfy_org": SECRET})
     drill.wait_held(1)
+    drill.wait_written()
     journal_files = [path for path in files_under(drill.server.folders.user) if "journal" in path.name]
     assert any(secret_prompt.encode() in path.read_bytes() for path in journal_files)  # the prompt is there
     for path in files_under(drill.server.folders.base):
