@@ -8,10 +8,12 @@ import comfy.model_management as mm
 import comfy.utils
 
 from ..ddcolor_model import PRESETS, ColorizeOptions, colorize, estimate_peak_bytes, round_size
+from ..ddcolor_model.memory import images_per_chunk
 from .image_checks import check_image, check_mask, check_merge_memory, model_size
 from .specs import COLORIZE_INPUTS, COLORIZE_OUTPUTS, CUSTOM_SIZE_HIGH, CUSTOM_SIZE_LOW
 
 _log = logging.getLogger(__name__)
+CPU_IMAGES_PER_CHUNK = 1
 
 
 def resolve_size(preset, size):
@@ -27,6 +29,16 @@ def passthrough_mask(mask, image):
     if image.shape[-1] == 4:
         return 1.0 - image[..., 3]
     return torch.zeros(image.shape[:3], dtype=torch.float32, device=image.device)
+
+
+def chunk_size(net, model, side, shape):
+    """Images per forward: one on the CPU (a batch is not faster there: bench/bench_model.py),
+    else as many as the device's free memory holds by the estimate (at least one)."""
+    device = next(net.parameters()).device
+    if device.type == "cpu":
+        return CPU_IMAGES_PER_CHUNK
+    batch, height, width, _ = shape
+    return images_per_chunk(model.variant, side, height, width, batch, mm.get_free_memory(device), model.dtype)
 
 
 class DDColorColorize:
@@ -57,11 +69,13 @@ class DDColorColorize:
         check_merge_memory(height, width, psutil.virtual_memory().available)
         options = ColorizeOptions(ab_upsample=ab_upsample, clamp_ab=clamp_ab, keep_aspect=keep_aspect, strength=strength)
         net = model.ready(estimate_peak_bytes(model.variant, side, 1, model.dtype))
+        chunk = chunk_size(net, model, side, image.shape)
 
         progress = comfy.utils.ProgressBar(batch)
         out = []
-        for i in range(batch):
-            mm.throw_exception_if_processing_interrupted()  # honour Cancel between images
-            out.append(colorize(net, image[i:i + 1], side, options))
-            progress.update(1)
+        for start in range(0, batch, chunk):
+            mm.throw_exception_if_processing_interrupted()  # honour Cancel between chunks
+            stop = min(batch, start + chunk)
+            out.append(colorize(net, image[start:stop], side, options))
+            progress.update(stop - start)  # the bar counts images
         return (torch.cat(out, dim=0), passthrough_mask(mask, image))
