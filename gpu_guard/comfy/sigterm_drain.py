@@ -31,16 +31,19 @@ def _end_now() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def install_sigterm_drain(guard, queue, max_s: float, end=_end_now) -> bool:
-    """Install the handler; False (and a log line) when SIGTERM is handled by someone else already."""
+def _signal_self() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler then runs end() on the main thread
+
+
+def install_sigterm_drain(guard, queue, max_s: float, end=_end_now, signal_self=_signal_self) -> None:
+    """Install the handler; raises (the adapter logs it, the rest of the guard works) off the main
+    thread or when SIGTERM has a handler already, which is kept."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("the guard was installed off the main thread, where no signal handler can be set; "
                            "SIGTERM stops ComfyUI at once")
     current = signal.getsignal(signal.SIGTERM)
     if current not in (signal.SIG_DFL, None):
-        _log.warning("VRAM guard: SIGTERM already has a handler (%r); it is kept, and SIGTERM does not drain",
-                     current)
-        return False
+        raise RuntimeError(f"SIGTERM already has a handler ({current!r}); it is kept, and SIGTERM does not drain")
     terminating = threading.Event()
 
     def exit_when_drained():
@@ -50,7 +53,7 @@ def install_sigterm_drain(guard, queue, max_s: float, end=_end_now) -> bool:
         left = guard.drain_left()
         _log.warning("VRAM guard: %s; ending the process", "drained" if not left else
                      f"drain_on_sigterm_s={max_s:g} passed with {left} prompts left")
-        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs end() on the main thread
+        signal_self()
 
     def on_sigterm(signum, frame):
         if terminating.is_set():
@@ -64,4 +67,3 @@ def install_sigterm_drain(guard, queue, max_s: float, end=_end_now) -> bool:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     _log.info("VRAM guard: SIGTERM drains for at most %g s before ComfyUI ends", max_s)
-    return True
