@@ -33,6 +33,8 @@ def test_pause_and_resume_from_the_panel_hold_and_release_as_a_memory_pause_does
     assert "Paused by web UI at" in ui.page.inner_text(".vram-guard-panel .vg-operator-note")
 
     ui.queue_tiny_graph()
+    toast = ui.wait_toast(r"Prompt queued: the server is paused")
+    assert "Paused by web UI" in toast and "once the server is resumed" in toast, toast
     wait_until(lambda: len(web_guard.held_ids()) == 1, 10, what="the prompt held")
     (held,) = web_guard.held_ids()
     row = ui.page.locator(f".vram-guard-panel tr[data-prompt-id='{held}']")
@@ -42,6 +44,8 @@ def test_pause_and_resume_from_the_panel_hold_and_release_as_a_memory_pause_does
     ui.screenshot("operator-paused")
 
     button.click()
+    toast = ui.wait_toast(r"Server resumed")
+    assert "operator's pause ended" in toast and "1 held prompt will start" in toast, toast
     web_guard.client.wait_history(held, timeout=60)
     ui.wait_gauge("running")
     wait_until(lambda: button.inner_text() == "Pause prompts", 10, what="the button to offer pause again")

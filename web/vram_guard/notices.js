@@ -9,6 +9,8 @@ export class HoldNotices {
     this.thresholds = { pause_at: null, resume_at: null };
     this.ratio = null;
     this.announced = new Set(); // ids of this browser's prompts already announced as held
+    this.operatorPause = null; // {by, reason, at} while an operator paused the guard
+    this.operatorHeld = false; // the announced prompts were held by the operator's pause
   }
 
   // A status object (from the websocket event or the poll). Returns the notices it causes.
@@ -16,10 +18,12 @@ export class HoldNotices {
     if (!status) return [];
     if (status.thresholds) this.thresholds = status.thresholds;
     this.ratio = status.reading?.ratio ?? this.ratio;
+    if ("operator_pause" in status) this.operatorPause = status.operator_pause;
     const notices = Array.isArray(status.held) ? this.held(status.held) : [];
     if (status.state !== "paused" && this.announced.size > 0) {
       notices.push(this.#resumed(status));
       this.announced.clear();
+      this.operatorHeld = false;
     }
     return notices;
   }
@@ -37,6 +41,19 @@ export class HoldNotices {
   }
 
   #heldNotice(entry, total) {
+    const paused = this.operatorPause;
+    if (paused) {
+      this.operatorHeld = true;
+      const why = paused.reason ? `: ${paused.reason}` : "";
+      return {
+        kind: "warning",
+        title: "Prompt queued: the server is paused",
+        description:
+          `Paused by ${paused.by}${why}. Your prompt is number ${entry.position} of ${total} in the hold queue ` +
+          "and will start by itself once the server is resumed.",
+        lifeMs: 10000,
+      };
+    }
     const { pause_at, resume_at } = this.thresholds;
     const now = this.ratio == null ? "" : ` (now ${percent(this.ratio)})`;
     return {
@@ -52,6 +69,14 @@ export class HoldNotices {
   #resumed(status) {
     const now = status.reading?.ratio == null ? "" : ` (now ${percent(status.reading.ratio)})`;
     const what = status.state === "off" ? "The VRAM guard is off" : `GPU memory is below ${percent(this.thresholds.resume_at)}${now}`;
+    if (this.operatorHeld) {
+      return {
+        kind: "success",
+        title: "Server resumed",
+        description: `The operator's pause ended; your ${count(this.announced.size, "held prompt")} will start now.`,
+        lifeMs: 8000,
+      };
+    }
     return {
       kind: "success",
       title: "GPU memory available: resuming",
