@@ -12,6 +12,7 @@ from tests.harness.probe_file import ProbeFile
 pytestmark = pytest.mark.comfyui
 
 LIVE_MAX_RUN_S = 2.0
+TOKEN = "operator-token-for-the-live-drill"
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,8 @@ def block_drill(tmp_path_factory):
     probe = ProbeFile(base / "probe.json")
     probe.write_ratio(0.10)
     install_blocking_node(base / "server")
-    env = guard_env(probe, GPU_GUARD_LIVE_MAX_RUN_S=str(LIVE_MAX_RUN_S), GPU_GUARD_DRAIN_ON_SIGTERM_S="60")
+    env = guard_env(probe, GPU_GUARD_LIVE_MAX_RUN_S=str(LIVE_MAX_RUN_S), GPU_GUARD_DRAIN_ON_SIGTERM_S="60",
+                    GPU_GUARD_TOKEN=TOKEN)
     server = start_guarded_server(base / "server", "gpu_guard_live", env)
     drill = GuardDrill(server, probe)
     drill.base = base
@@ -57,6 +59,23 @@ def test_liveness_fails_while_a_node_blocks_the_worker_and_readiness_still_follo
     release.touch()
     drill.client.wait_history(prompt_id, timeout=30)
     wait_until(lambda: live(drill)[0] == 200, what="liveness to recover once the node returned")
+
+
+def test_with_a_token_set_the_operator_routes_need_it_and_live_and_ready_do_not(block_drill):
+    client = block_drill.client
+    for path in ("/gpu_guard/pause", "/gpu_guard/drain", "/gpu_guard/resume"):
+        refused = client.post(path, {})
+        assert refused.status_code == 403 and "needs the token" in refused.json()["errors"][0], path
+        wrong = client.post(path, {}, headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 403, path
+    assert client.get_json("/gpu_guard/operator")["can_change"] is False
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.get("/gpu_guard/operator", headers=auth).json()["can_change"] is True
+    assert client.post("/gpu_guard/pause", {"reason": "token drill"}, headers=auth).json()["by"] == "127.0.0.1 (token)"
+    assert client.get("/gpu_guard/live").status_code == 200  # no token needed
+    assert client.get("/gpu_guard/ready").status_code == 503
+    assert client.post("/gpu_guard/resume", {}, headers=auth).json()["state"] == "running"
+    assert client.get("/gpu_guard/ready").status_code == 200
 
 
 def test_sigterm_drains_the_queue_then_the_process_ends(block_drill):
