@@ -304,7 +304,8 @@ class Guard:
             self.metrics.class_submissions.labels(lane, "accepted" if answer.accept else "rejected").inc()
             if not answer.accept:
                 self.metrics.rejected.inc()
-                self._op("rejected", answer.message, held=held_count, max_held=self.config.max_held,
+                bound = priority_class["max_held"] if priority_class else self.config.max_held
+                self._op("rejected", answer.message, held=held_count, max_held=bound, priority_class=lane,
                          retry_after_s=answer.retry_after_s)
         self._deliver()
         return answer
