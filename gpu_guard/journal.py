@@ -28,6 +28,8 @@ log = logging.getLogger("gpu_guard.journal")
 FILE_NAME = "gpu_guard_journal.sqlite3"
 SENSITIVE_INDEX = 5  # ComfyUI's queue item: (number, prompt_id, prompt, extra_data, outputs, sensitive)
 RETRY_S = 1.0  # after a failed write, the writer tries the same changes again this much later
+# Every this many queue changes the whole pending set is compared (heals a change nobody announced)
+FULL_SYNC_EVERY = 64
 
 _INSERT, _DELETE, _RUNNING, _NOT_RUNNING = "insert", "delete", "running", "not running"
 
@@ -68,6 +70,7 @@ class Journal:
         self._restoring: set = set()  # loaded and not yet put back: a queue change must not delete them
         self._changes: list = []  # (kind, prompt_id, item or None), waiting for the writer
         self._writing = 0  # changes the writer has taken and not yet committed
+        self._fast_syncs = 0  # single-change syncs since the last whole comparison
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         self.write_errors = 0
@@ -121,39 +124,89 @@ class Journal:
 
     def sync(self, pending, running: Iterable) -> None:
         """Make the journal hold exactly these queue items (`pending`: the heap, `running`: the
-        items ComfyUI runs now); prompts loaded by `open` and not yet put back are kept. Cheap: set
-        operations on the ids; the writing happens on the writer thread."""
+        items ComfyUI runs now); prompts loaded by `open` and not yet put back are kept. Called under
+        the queue's mutex, so it only works out the change; the writer thread writes it."""
         if not self._store.active:
             return
-        pending_ids = {item[1] for item in pending}
         running_items = list(running)
         running_ids = {item[1] for item in running_items}
         with self._lock:
-            ids = self._ids
-            present = pending_ids | running_ids if running_ids else pending_ids
-            new = present - ids
-            gone = ids - present - self._restoring
-            to_running = running_ids - self._running
-            waiting = self._restoring - present
-            to_pending = self._running - running_ids - gone - waiting
-            back = self._restoring & present
-            if not (new or gone or to_running or to_pending or back):
-                return
-            changes = self._changes
-            if new:
-                for item in _items_of(new, pending, running_items):
-                    changes.append((_INSERT, item[1], item))
-                ids |= new
-            for prompt_id in to_running:
-                changes.append((_RUNNING, prompt_id, None))
-            for prompt_id in to_pending:
-                changes.append((_NOT_RUNNING, prompt_id, None))
-            for prompt_id in gone:
-                changes.append((_DELETE, prompt_id, None))
-            self._running = (self._running | to_running) - to_pending - gone
-            ids -= gone
-            self._restoring -= back
+            if not self._restoring and self._fast_syncs < FULL_SYNC_EVERY:
+                self._fast_syncs += 1
+                if self._one_change(pending, running_ids, running_items):
+                    return
+            self._fast_syncs = 0
+            self._full_sync({item[1] for item in pending}, pending, running_ids, running_items)
+
+    def _one_change(self, heap, running_ids, running_items) -> bool:
+        """ComfyUI calls queue_updated after every single change, so between two calls the pending
+        set changed by one put, pop, task_done, or not at all. Recognise those from the sizes without
+        reading the whole heap (a put is found on the path its sift took: O(log n)). False: anything
+        else (a delete, a clear, a change no call announced): the caller compares the whole set."""
+        ids, known_running = self._ids, self._running
+        known_pending = len(ids) - len(known_running)
+        queued = len(heap)
+        if running_ids == known_running:
+            if queued == known_pending:
+                return True  # nothing changed
+            if queued != known_pending + 1:
+                return False
+            index = queued - 1  # heappush appends, then moves the item up towards the root
+            while True:
+                item = heap[index]
+                if item[1] not in ids:
+                    self._changes.append((_INSERT, item[1], item))
+                    ids.add(item[1])
+                    self._changed.notify()
+                    return True
+                if index == 0:
+                    return False
+                index = (index - 1) // 2
+        if len(running_ids) == len(known_running) + 1 and queued == known_pending - 1 \
+                and known_running <= running_ids:
+            (started,) = running_ids - known_running
+            if started not in ids:
+                return False
+            known_running.add(started)  # a pop: ComfyUI's get moved it to currently_running
+            self._changes.append((_RUNNING, started, None))
             self._changed.notify()
+            return True
+        if len(running_ids) == len(known_running) - 1 and queued == known_pending and running_ids <= known_running:
+            (done,) = known_running - running_ids
+            known_running.discard(done)  # task_done: it left the queue for /history
+            ids.discard(done)
+            self._changes.append((_DELETE, done, None))
+            self._changed.notify()
+            return True
+        return False
+
+    def _full_sync(self, pending_ids, pending, running_ids, running_items) -> None:
+        """Compare the whole pending set with the ids the journal knows (set operations)."""
+        ids = self._ids
+        present = pending_ids | running_ids if running_ids else pending_ids
+        new = present - ids
+        gone = ids - present - self._restoring
+        to_running = running_ids - self._running
+        waiting = self._restoring - present
+        to_pending = self._running - running_ids - gone - waiting
+        back = self._restoring & present
+        if not (new or gone or to_running or to_pending or back):
+            return
+        changes = self._changes
+        if new:
+            for item in _items_of(new, pending, running_items):
+                changes.append((_INSERT, item[1], item))
+            ids |= new
+        for prompt_id in to_running:
+            changes.append((_RUNNING, prompt_id, None))
+        for prompt_id in to_pending:
+            changes.append((_NOT_RUNNING, prompt_id, None))
+        for prompt_id in gone:
+            changes.append((_DELETE, prompt_id, None))
+        self._running = (self._running | to_running) - to_pending - gone
+        ids -= gone
+        self._restoring -= back
+        self._changed.notify()
 
     def forget(self, prompt_ids: Iterable) -> None:
         """Delete rows loaded by `open` that will not be put back (failed validation, unreadable)."""

@@ -64,13 +64,14 @@ def test_install_hooks_everything_once(comfy_server_module):
     server = FakePromptServer.instance = FakePromptServer()
     first = adapter_module.install()
     assert first is not None and first.guard.state == "running"
-    assert first.attached == ["queue hook", "prompt admission", "routes", "websocket events"]
+    assert first.attached == ["journal", "queue hook", "prompt admission", "routes", "websocket events", "operations"]
     assert server.prompt_queue.get == first.hook.get
     assert ("GET", "/gpu_guard/status") in route_paths(server) and ("POST", "/gpu_guard/config") in route_paths(server)
     assert len(server.app.middlewares) == 1
+    routes = len(list(server.routes))
 
     assert adapter_module.install() is first, "a second install() must not install again"
-    assert len(server.app.middlewares) == 1 and len(list(server.routes)) == 5
+    assert len(server.app.middlewares) == 1 and len(list(server.routes)) == routes
 
 
 def test_install_waits_for_the_server_and_its_queue(comfy_server_module):

@@ -174,3 +174,48 @@ def test_a_loaded_running_prompt_stays_running_until_put_back(tmp_path):
     journal.sync([item(1, "a"), item(2, "b"), item(3, "new")], [])  # put back: pending again
     journal.close()
     assert [p.running for p in opened(path)[1].prompts] == [False, False, False]
+
+
+def _file_state(path):
+    reader = sqlite3.connect(path)
+    try:
+        prompts = {row[0] for row in reader.execute("SELECT prompt_id FROM prompts")}
+        running = {row[0] for row in reader.execute("SELECT prompt_id FROM running")}
+    finally:
+        reader.close()
+    return prompts, running
+
+
+def test_the_file_follows_every_queue_operation_of_a_real_heap(tmp_path):
+    """PromptQueue's operations on a heapq (put, front put, pop, task_done, delete, clear), one sync
+    after each, as ComfyUI's queue_updated does: single changes take the short path, the others (and
+    every 64th) compare the whole set; the file must match the queue throughout."""
+    import heapq
+    import random
+
+    rng = random.Random(10)
+    path = tmp_path / FILE_NAME
+    journal, _ = opened(path)
+    heap, running, number = [], {}, 0
+    for step in range(1500):
+        roll = rng.random()
+        if roll < 0.45 or not heap and not running:
+            number += 1
+            heapq.heappush(heap, item(-number if rng.random() < 0.2 else number, f"p{number}"))
+        elif roll < 0.7 and heap and not running:
+            popped = heapq.heappop(heap)
+            running[popped[1]] = popped
+        elif roll < 0.85 and running:
+            running.clear()  # task_done
+        elif roll < 0.97 and heap:
+            heap.pop(rng.randrange(len(heap)))  # delete_queue_item
+            heapq.heapify(heap)
+        else:
+            heap.clear()  # wipe_queue
+        journal.sync(heap, running.values())
+        if step % 150 == 0:
+            assert journal.flush(10)
+            assert _file_state(path) == ({i[1] for i in heap} | set(running), set(running)), f"step {step}"
+    assert journal.flush(10)
+    assert _file_state(path) == ({i[1] for i in heap} | set(running), set(running))
+    journal.close()
