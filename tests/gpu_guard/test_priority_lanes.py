@@ -26,8 +26,21 @@ def post(drill, color, headers=None, **fields):
     return drill.client.post("/prompt", {"prompt": tiny_workflow(color), **fields}, headers=headers or {})
 
 
+def metric(drill, line_start: str) -> float:
+    """The value of one sample of /gpu_guard/metrics (0 when absent); counters count for the server's life."""
+    for line in drill.client.get("/gpu_guard/metrics").text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+REJECTED_NORMAL = 'gpu_guard_class_submissions_total{answer="rejected",priority_class="normal"}'
+ACCEPTED_VIP = 'gpu_guard_class_submissions_total{answer="accepted",priority_class="vip"}'
+
+
 def test_a_vip_is_accepted_past_a_full_normal_queue_and_runs_first_on_resume(lanes):
     drill = lanes
+    rejected_before, accepted_before = metric(drill, REJECTED_NORMAL), metric(drill, ACCEPTED_VIP)
     drill.pause()
     normal = [post(drill, 4000 + i).json()["prompt_id"] for i in range(5)]
     sixth = post(drill, 4005)
@@ -43,9 +56,9 @@ def test_a_vip_is_accepted_past_a_full_normal_queue_and_runs_first_on_resume(lan
         [(vip_id, "vip")] + [(pid, "normal") for pid in normal]
     classes = {c["name"]: c for c in status["priority"]["classes"]}
     assert (classes["vip"]["held"], classes["normal"]["held"]) == (1, 5)
-    metrics = drill.client.get("/gpu_guard/metrics").text
-    assert 'gpu_guard_class_held_prompts{priority_class="vip"} 1.0' in metrics
-    assert 'gpu_guard_class_submissions_total{answer="rejected",priority_class="normal"} 1.0' in metrics
+    assert metric(drill, 'gpu_guard_class_held_prompts{priority_class="vip"}') == 1
+    assert metric(drill, REJECTED_NORMAL) - rejected_before == 1
+    assert metric(drill, ACCEPTED_VIP) - accepted_before == 1
     drill.resume()
     for prompt_id in [vip_id, *normal]:
         drill.client.wait_history(prompt_id, timeout=60)
