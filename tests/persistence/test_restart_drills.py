@@ -30,8 +30,9 @@ def priority_order(posted: dict) -> list:
     return [pid for pid, number in sorted(posted.items(), key=lambda kv: (kv[1], kv[0]))]
 
 
-def test_held_and_pending_prompts_run_once_in_order_after_a_crash(make_drill):
-    drill = make_drill()
+def test_held_and_pending_prompts_run_once_in_order_after_a_crash(make_drill, tmp_path):
+    wrap_log = tmp_path / "wrapper.log"  # another pack wraps the queue's put and get (drill_pack)
+    drill = make_drill(journal_drill_wrap_log=wrap_log)
     drill.read_ratio(0.9)
     drill.wait_state("paused")
     posted = dict(drill.post(f"p{i}") for i in range(20))
@@ -53,9 +54,16 @@ def test_held_and_pending_prompts_run_once_in_order_after_a_crash(make_drill):
     metrics = drill.client.get("/gpu_guard/metrics").text
     assert "gpu_guard_journal_restored_total 25" in metrics
 
+    # the restore went through the queue's put as other packs see it (their wrapper included)
+    first_life_puts = wrap_log.read_text().splitlines()[:25]
+    assert wrap_log.read_text().splitlines()[25:] == [f"put {pid}" for pid in expected] + [f"put {newer}"]
+
     drill.read_ratio(0.1)
     history = drill.wait_done(expected + [newer])
     assert all(entry["status"]["status_str"] == "success" for entry in history.values())
+    assert sorted(first_life_puts) == sorted(f"put {pid}" for pid in expected)
+    assert [line for line in wrap_log.read_text().splitlines() if line.startswith("get ")] == \
+        [f"get {pid}" for pid in expected + [newer]]  # the worker takes them through both wrappers
     assert drill.history_order(expected + [newer]) == expected + [newer]
     assert drill.runs() == [(edge, tags[pid]) for pid in expected for edge in ("start", "end")] + \
         [("start", "after-restart"), ("end", "after-restart")]
