@@ -198,7 +198,7 @@ def test_gauge_shows_pressure_and_device_use_and_says_why_they_differ(js):
     """, gib)
     view = result["plainView"]
     assert view["value"] == "80 %" and view["device"] == "GPU 90 %"
-    assert view["width"] == "80.0%" and view["deviceWidth"] == "90.0%"
+    assert float(view["width"].rstrip("%")) == 80 and float(view["deviceWidth"].rstrip("%")) == 90
     assert "Pressure (what the guard acts on): 80.0 %" in view["title"]
     assert "GPU memory used (as nvidia-smi shows it): 90.0 %" in view["title"]
     assert "idle models 6.0 %, torch cache 4.0 %" in view["title"] and "not pressure" in view["title"]
