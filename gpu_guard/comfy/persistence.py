@@ -15,6 +15,7 @@ hook, and the restore at start.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import logging
 import math
@@ -31,6 +32,8 @@ JOURNAL_EXCEPTION = "gpu_guard.JournalRestore"
 RESTORED_KEY = "gpu_guard_restored"
 # How long the worker's first get waits for the restore before it takes prompts anyway
 RESTORE_WAIT_S = 120.0
+# At a normal exit, how long the journal may take to commit the changes that wait
+CLOSE_WAIT_S = 2.0
 # ComfyUI's keys of the sensitive part (execution.SENSITIVE_EXTRA_DATA_KEYS in 0.3.75)
 FALLBACK_SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 
@@ -91,6 +94,7 @@ class QueuePersistence:
             return
         self.journal = Journal(path, self._sensitive_keys())
         loaded = self.journal.open()
+        atexit.register(self.journal.close, CLOSE_WAIT_S)  # a normal stop writes what waits
         self._to_restore, self._dropped = loaded.prompts, loaded.dropped
         self._advance_prompt_counter()
         if self._to_restore or self._dropped:
