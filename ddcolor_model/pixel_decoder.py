@@ -40,10 +40,10 @@ class PixelShuffleUpsample(nn.Module):
         self.shuf = nn.PixelShuffle(scale)
         self.pad = nn.ReplicationPad2d((1, 0, 1, 0))
         self.blur = Blur2x2()
-        self.relu = nn.ReLU()
 
     def forward(self, x):
-        return self.blur(self.pad(self.shuf(self.relu(self.conv(x)))))
+        # In-place ReLUs here and in UpBlock: the same numbers, one map fewer alive at a time.
+        return self.blur(self.pad(self.shuf(self.conv(x).relu_())))
 
 
 class UpBlock(nn.Module):
@@ -58,10 +58,11 @@ class UpBlock(nn.Module):
             nn.ReLU(),
             nn.BatchNorm2d(out_channels),
         )
-        self.relu = nn.ReLU()
 
     def forward(self, x, skip):
-        return self.conv(self.relu(torch.cat([self.shuf(x), self.bn(skip)], dim=1)))
+        y = torch.cat([self.shuf(x), self.bn(skip)], dim=1).relu_()
+        conv, _, bn = self.conv
+        return bn(conv(y).relu_())
 
 
 def build_up_blocks(encoder_dims, nf):
