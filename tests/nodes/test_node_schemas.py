@@ -14,6 +14,7 @@ import pytest
 
 from tests.harness.client import PromptRejected
 from tests.harness.comfyui_install import InstallError, ensure_comfyui
+from tests.harness.weights import place_checkpoint
 from tests.nodes.comfy_io import COLORIZE, LOADER, REPO_ROOT, api_workflow, as_shipped, node_of, run
 
 NODE_IDS = ["DDColorModelLoader", "DDColorColorize", "DDColorDownloadModel"]
@@ -104,6 +105,9 @@ def v1_comfy(comfy_factory):
 def test_object_info_is_the_same_in_both_schemas(comfy, v1_comfy):
     assert "nodes exported in the V3 schema" in comfy.log_text()
     assert "nodes exported in the V3 schema" not in v1_comfy.log_text()
+    if comfy.is_local:  # the same checkpoints in both model folders, so the loader's choices can match
+        for checkpoint in comfy.models_dir.iterdir():
+            place_checkpoint(checkpoint, v1_comfy.models_dir)
     for node_id in NODE_IDS:
         v3_info, v1_info = comfy.object_info(node_id), v1_comfy.object_info(node_id)
         v3_info["input_order"].pop("hidden", None)
