@@ -9,7 +9,10 @@ import os
 
 import pytest
 
+from gpu_guard import Guard
+from gpu_guard.comfy.queue_hook import QueueHook
 from tests.gpu_guard.guard_drill import GuardDrill
+from tests.gpu_guard.stand_in_queue import StandInPromptQueue
 from tests.harness.probe_file import ProbeFile
 from tests.harness.comfyui_install import InstallError, ensure_comfyui
 from tests.harness.server import ComfyServer
@@ -67,3 +70,19 @@ def drill(guard_server):
     # leave nothing held for the next test
     guard_server.client.post("/queue", {"clear": True})
     guard_server.probe.write_ratio(0.10)
+
+
+@pytest.fixture
+def rig(tmp_path):
+    """(guard, queue, hook, probe, models): the guard polls every 50 ms; `models` is what the hook sees
+    as ComfyUI's loaded models."""
+    probe = ProbeFile(tmp_path / "probe.json")
+    probe.write_ratio(0.1)
+    guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": "0.05"})
+    guard.start()
+    queue = StandInPromptQueue()
+    models = []
+    hook = QueueHook(guard, queue, lambda: models, hold_wait_s=0.05)
+    hook.install()
+    yield guard, queue, hook, probe, models
+    guard.stop()

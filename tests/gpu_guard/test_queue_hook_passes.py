@@ -3,37 +3,8 @@ reading per pass, a burst of puts while paused, and the opt-in idle unload."""
 import threading
 import time
 
-import pytest
-
-from gpu_guard import Guard, estimators
-from gpu_guard.comfy.queue_hook import QueueHook
-from tests.gpu_guard.stand_in_queue import StandInPromptQueue
-from tests.harness.probe_file import ProbeFile
-
-
-def item(number, prompt_id, class_type="EmptyImage"):
-    return (number, prompt_id, {"1": {"class_type": class_type, "inputs": {}}}, {}, ["1"], {})
-
-
-def wait_state(guard, state, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while guard.state != state:
-        assert time.monotonic() < deadline, f"guard never reached {state}"
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def rig(tmp_path):
-    probe = ProbeFile(tmp_path / "probe.json")
-    probe.write_ratio(0.1)
-    guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": "0.05"})
-    guard.start()
-    queue = StandInPromptQueue()
-    models = []
-    hook = QueueHook(guard, queue, lambda: models, hold_wait_s=0.02)
-    hook.install()
-    yield guard, queue, hook, probe, models
-    guard.stop()
+from gpu_guard import estimators
+from tests.gpu_guard.hook_rig import item, wait_state
 
 
 def test_a_resume_in_the_middle_of_a_pass_never_runs_a_later_prompt_first(rig):

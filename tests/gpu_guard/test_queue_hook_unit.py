@@ -5,45 +5,8 @@ import heapq
 import threading
 import time
 
-import pytest
-
-from gpu_guard import Guard
 from gpu_guard.comfy import queue_ops
-from gpu_guard.comfy.queue_hook import QueueHook
-from tests.gpu_guard.stand_in_queue import StandInPromptQueue
-from tests.harness.probe_file import ProbeFile
-
-
-def item(number, prompt_id):
-    return (number, prompt_id, {"1": {"class_type": "EmptyImage", "inputs": {}}}, {}, ["1"], {})
-
-
-@pytest.fixture
-def rig(tmp_path):
-    probe = ProbeFile(tmp_path / "probe.json")
-    probe.write_ratio(0.1)
-    guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": "0.05"})
-    guard.start()
-    queue = StandInPromptQueue()
-    models = []
-    hook = QueueHook(guard, queue, lambda: models, hold_wait_s=0.05)
-    hook.install()
-    yield guard, queue, hook, probe, models
-    guard.stop()
-
-
-def wait_until_read(guard, ratio, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while guard.reading is None or abs(guard.reading.ratio - ratio) > 1e-9:
-        assert time.monotonic() < deadline, f"guard never read {ratio}"
-        time.sleep(0.01)
-
-
-def wait_state(guard, state, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while guard.state != state:
-        assert time.monotonic() < deadline, f"guard never reached {state}"
-        time.sleep(0.01)
+from tests.gpu_guard.hook_rig import item, wait_state, wait_until_read
 
 
 def test_a_put_while_the_worker_waits_is_not_popped_when_paused_meanwhile(rig):
