@@ -9,7 +9,8 @@ order. A fold goes into ddcolor_model only if it pays here; the results are in d
 - ln-gamma: in every ConvNeXt block, LayerNorm's affine folded into pwconv1
   (W1' = W1 diag(w), b1' = b1 + W1 b) and the layer-scale gamma into pwconv2
   (W2' = diag(gamma) W2, b2' = gamma * b2). Costs a second copy of those weights.
-- channels-last: the normalised input in channels_last memory format.
+- channels-last: the model in channels_last memory format (kept: DDColor.forward converts the
+  normalised input); the "without" side is the same model with memory_format set back to NCHW.
 
     python bench/bench_folds.py [--variant tiny] [--size 512] [--reps 6] [--folds bn ln-gamma channels-last]
 """
@@ -69,6 +70,12 @@ def unbanded(model):
     return model
 
 
+def contiguous_nchw(model):
+    """The model with DDColor.forward's channels_last conversion undone (NCHW throughout)."""
+    model.memory_format = torch.contiguous_format
+    return model
+
+
 FOLDS = {"bn": fold_bn, "ln-gamma": fold_ln_gamma}
 
 
@@ -89,8 +96,7 @@ def main():
         reference = model(x)
         for name in args.folds:
             if name == "channels-last":
-                base, variant = model, model
-                inputs = (x, x.contiguous(memory_format=torch.channels_last))
+                base, variant, inputs = contiguous_nchw(copy.deepcopy(model)), model, (x, x)
             elif name == "ln-gamma":  # against the same block without bands, so only the fold differs
                 base = unbanded(copy.deepcopy(model))
                 variant = fold_ln_gamma(copy.deepcopy(model))

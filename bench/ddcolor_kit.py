@@ -57,11 +57,15 @@ def sample_rgb():
     return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)[None].astype(np.float32) / 255.0
 
 
-def interleaved_times(runs, reps, warmup=1):
-    """{name: [seconds, ...]} for callables run in alternating order (ABAB, then BABA, ...), so
-    that a change in the machine's load hits every contender alike."""
+def interleaved_times(runs, reps, warmup=1, cpu_times=None):
+    """{name: [wall seconds, ...]} for callables run in alternating order (ABAB, then BABA, ...),
+    so that a change in the machine's load hits every contender alike. With a dict as
+    ``cpu_times``, it also gets {name: [process CPU seconds, ...]}: on a shared machine CPU time
+    is less sensitive than wall time to other processes' load."""
     names = list(runs)
     times = {name: [] for name in names}
+    if cpu_times is not None:
+        cpu_times.update({name: [] for name in names})
     with torch.inference_mode():
         for name in names:
             for _ in range(warmup):
@@ -69,9 +73,11 @@ def interleaved_times(runs, reps, warmup=1):
         for rep in range(reps):
             order = names if rep % 2 == 0 else names[::-1]
             for name in order:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 runs[name]()
                 times[name].append(time.perf_counter() - start)
+                if cpu_times is not None:
+                    cpu_times[name].append(time.process_time() - cpu_start)
     return times
 
 
