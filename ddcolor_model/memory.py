@@ -10,8 +10,8 @@ Model: weights + activations + a fixed workspace.
   per image (tiny at S=512: +190 MB for the second image of a batch) above a floor of about
   80 MB (tiny) and 250 MB (large) that small sizes show (allocator and oneDNN scratch, the
   stride-32/16 maps). Constants: tiny 256-1280 and large 256-1024, batch 1 and 2.
-- A safety factor of 1.15 on activations and 64 MiB of workspace: the estimate is 1.1-1.4x the
-  CPU measurement over those cases. The guard's fast lane relies on it erring high, never low,
+- A safety factor of 1.15 on activations and 64 MiB of workspace: the estimate is 1.1-1.45x the
+  CPU measurement over those cases (two runs; docs/ddcolor.md). The guard's fast lane relies on it erring high, never low,
   and by no more than 1.5x; GPU allocator rounding and convolution workspaces are not measured
   yet (no GPU measurement so far).
 """
