@@ -521,7 +521,7 @@ class Guard:
         """Current settings plus "pinned": names fixed by environment variables (the token is never shown)."""
         view = config_module.public_view(self.config)
         view["pinned"] = sorted(self.pinned)
-        view["token_set"] = self._token is not None
+        view["token_set"] = self.token_set
         return view
 
     # Serialises update_config (validate, write, apply) so that no concurrent change is lost or applied
@@ -562,6 +562,11 @@ class Guard:
             self._after_change(was_closed)
             self._bump()
             self._events.append(("gpu_guard.status", None))
+
+    @property
+    def token_set(self) -> bool:
+        """Whether GPU_GUARD_TOKEN is configured (the token itself is never shown)."""
+        return self._token is not None
 
     def check_token(self, token: Optional[str]) -> bool:
         """True when a token is configured and matches (constant-time)."""

@@ -57,6 +57,12 @@ def write_refusal(remote, headers: Mapping[str, str], token_set: bool, token_val
     return None
 
 
+def request_refusal(guard, request) -> Optional[str]:
+    """write_refusal for an aiohttp request to one of `guard`'s write routes."""
+    return write_refusal(request.remote, request.headers, guard.token_set,
+                         guard.check_token(bearer_token(request.headers)))
+
+
 def content_type_refusal(content_type: Optional[str]) -> Optional[str]:
     """None for a body declared as JSON, else why not (for a 415)."""
     declared = (content_type or "").split(";", 1)[0].strip().lower()

@@ -13,7 +13,7 @@ import json
 
 from aiohttp import web
 
-from .config_access import bearer_token, content_type_refusal, write_refusal
+from .config_access import bearer_token, content_type_refusal, request_refusal
 
 MAX_TEXT = 200  # "by" and "reason" are recorded in the status and the event log
 
@@ -45,14 +45,12 @@ class OperatorRoutes:
 
     async def get_operator(self, request):
         """Whether this client may pause, resume and drain (the web UI shows its button then)."""
-        refusal = write_refusal(request.remote, request.headers, self.guard.config_view()["token_set"],
-                                self.guard.check_token(bearer_token(request.headers)))
+        refusal = request_refusal(self.guard, request)
         return web.json_response({"can_change": refusal is None, "why_not": refusal})
 
     async def _operator_request(self, request):
         """(fields, None) for an allowed request with a valid body, else (None, error response)."""
-        refusal = write_refusal(request.remote, request.headers, self.guard.config_view()["token_set"],
-                                self.guard.check_token(bearer_token(request.headers)))
+        refusal = request_refusal(self.guard, request)
         if refusal:
             return None, _errors(403, refusal.replace("changing the VRAM guard's settings",
                                                       "this operator action"))

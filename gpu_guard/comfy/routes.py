@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 
 from ..ops.event_log import parse_events_query
-from .config_access import bearer_token, content_type_refusal, write_refusal
+from .config_access import content_type_refusal, request_refusal
 from .operator_routes import OperatorRoutes
 
 _log = logging.getLogger("gpu_guard.comfy")
@@ -59,8 +59,7 @@ class GuardRoutes:
         return web.json_response(self.guard.config_view())
 
     async def post_config(self, request):
-        refusal = write_refusal(request.remote, request.headers, self.guard.config_view()["token_set"],
-                                self.guard.check_token(bearer_token(request.headers)))
+        refusal = request_refusal(self.guard, request)
         if refusal:
             return _errors(403, refusal)
         refusal = content_type_refusal(request.headers.get("Content-Type"))
