@@ -26,6 +26,7 @@ import requests
 from .artifacts import REPO_ROOT, artifact_dir
 from .client import ComfyClient
 from .comfyui_install import ensure_comfyui
+from .processes import stop_process
 
 PACK_NAME = "comfyui-ddcolor-vram-guard"
 # Settings seeded into a fresh user folder: no first-run template dialog over the graph.
@@ -237,14 +238,7 @@ class ComfyServer(ComfyClient):
         """Stops the process by its PID (terminate, then kill); returns its exit code."""
         code = None
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout)
-            code = self.process.returncode
+            code = stop_process(self.process, timeout)
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None

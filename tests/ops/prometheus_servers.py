@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.harness.artifacts import artifact_dir
+from tests.harness.processes import stop_process
 from tests.harness.server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,13 +63,7 @@ class Daemon:
         wait_ready(self.url, self.process, self.log_path)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, 10)
         self._log.close()
 
     def get_json(self, path: str, **params) -> dict:

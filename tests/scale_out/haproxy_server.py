@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.artifacts import artifact_dir
+from tests.harness.processes import stop_process
 from tests.harness.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,14 +56,8 @@ class HAProxy:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
         if self.process is not None:
+            stop_process(self.process, 10)
             self._log.close()
 
     def command(self, line: str) -> str:
