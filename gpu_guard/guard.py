@@ -66,6 +66,9 @@ class Guard:
         self._worker = WorkerWatch(monotonic)  # liveness: the queue hook reports ComfyUI's worker
         self.metrics = GuardMetrics()
         self._lock = threading.RLock()
+        # Serialises update_config (validate, write, apply) so that no concurrent change is lost or
+        # applied unvalidated; the guard's own lock is not held while the file is written.
+        self._config_updates = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._version = 0
         self._idle_models: Callable[[], int] = lambda: 0
@@ -523,10 +526,6 @@ class Guard:
         view["pinned"] = sorted(self.pinned)
         view["token_set"] = self.token_set
         return view
-
-    # Serialises update_config (validate, write, apply) so that no concurrent change is lost or applied
-    # unvalidated; the guard's own lock is not held while the file is written. One guard per process.
-    _config_updates = threading.Lock()
 
     def update_config(self, partial: Mapping[str, Any]) -> tuple:
         """Validate and apply a partial update; persist it to the config file. Returns (config_view, errors);
