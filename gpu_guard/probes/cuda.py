@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from .device_match import DeviceIds, match_nvml_index
+from .device_match import DeviceIds, device_key, match_nvml_index
 from .nvml_devices import nvml_devices
 from .reading import ProbeError, Reading, torch_reclaimable_bytes
 
@@ -47,6 +47,10 @@ class TorchProbe:
         self.device_index = resolve_device_index(device_index)
         self.name = f"torch:cuda:{self.device_index}"
         self._wall = wall
+        try:
+            self.device_key = device_key(cuda_device_ids(self.device_index))
+        except Exception:  # noqa: BLE001 - no key: this guard has no neighbours
+            self.device_key = None
 
     def read(self) -> Reading:
         try:
@@ -80,6 +84,7 @@ class NvmlProbe:
             raise ProbeError(f"{e}{' (' + self.note + ')' if self.note else ''}") from None
         self._handle = found.handle
         self.name = f"nvml:{found.label} (cuda:{self.device_index})"
+        self.device_key = device_key(found.ids)
         self._wall = wall
 
     def read(self) -> Reading:
