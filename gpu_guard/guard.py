@@ -231,6 +231,11 @@ class Guard:
         """The last good Reading, or None."""
         return self._monitor.reading
 
+    @property
+    def probe(self):
+        """The sensor (None when off); the neighbours registry names the device by it."""
+        return self._probe
+
     def _gate_closed(self) -> bool:
         return self.state == PAUSED
 

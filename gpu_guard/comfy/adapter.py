@@ -9,6 +9,7 @@ import logging
 from .. import estimators
 from .admission import PromptAdmission
 from .events import failed_prompt_notifier, forward_guard_events
+from . import neighbour_glue
 from .operations import make_ops, start_ops
 from .persistence import QueuePersistence
 from .priority_lanes import on_prompt_handler
@@ -76,8 +77,11 @@ class ComfyAdapter:
                                             on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
         self.ops = make_ops(guard, getattr(server, "port", None))
+        self.neighbours = None  # set by attach when the probe names a GPU others may share
+        self._loaded_models = loaded_models
         self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text, ops=self.ops,
-                                  worker_watched=lambda: "queue hook" in self.attached)
+                                  worker_watched=lambda: "queue hook" in self.attached,
+                                  neighbours=lambda: self.neighbours)
         self.attached = []
 
     def stats(self) -> dict:
@@ -90,7 +94,8 @@ class ComfyAdapter:
             "# HELP gpu_guard_hook_errors_total Exceptions inside the queue hook; ComfyUI's own get ran instead\n"
             "# TYPE gpu_guard_hook_errors_total counter\n"
             f"gpu_guard_hook_errors_total {self.hook.stats()['hook_errors']}\n"
-        ).encode() + self.ops.metrics_text() + self.persistence.metrics_text()
+        ).encode() + self.ops.metrics_text() + self.persistence.metrics_text() + \
+            neighbour_glue.metrics_text(self.neighbours)
 
     def attach(self, routes_frozen_into_app: bool) -> None:
         """`routes_frozen_into_app`: ComfyUI already copied its RouteTableDef into the app (late,
@@ -102,9 +107,15 @@ class ComfyAdapter:
         self._step("routes", lambda: self._add_routes(routes_frozen_into_app))
         self._step("websocket events", lambda: forward_guard_events(self.guard, self.server))
         self._step("operations", lambda: start_ops(self.guard, self.ops))
+        if neighbour_glue.device_key_of(self.guard.probe) is not None:  # a GPU other servers may share
+            self._step("neighbours", self._start_neighbours)
         if self.guard.config.drain_on_sigterm_s > 0:
             self._step("sigterm drain", lambda: install_sigterm_drain(self.guard, self.queue,
                                                                       self.guard.config.drain_on_sigterm_s))
+
+    def _start_neighbours(self):
+        self.neighbours = neighbour_glue.make_neighbours(self.guard, self.server, self.queue, self._loaded_models)
+        self.neighbours.start()
 
     def _step(self, name, action):
         try:
