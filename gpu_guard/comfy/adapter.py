@@ -10,6 +10,7 @@ from .. import estimators
 from .admission import PromptAdmission
 from .events import failed_prompt_notifier, forward_guard_events
 from . import neighbour_glue
+from .dynamic_vram import IdleModels, evictable_on
 from .operations import make_ops, start_ops
 from .persistence import QueuePersistence
 from .priority_lanes import on_prompt_handler
@@ -41,15 +42,9 @@ def comfy_compute_device():
 def idle_models_bytes(loaded_models, device) -> int:
     """Bytes held on `device` by ComfyUI's loaded models (LoadedModel.model_loaded_memory()). The guard
     asks while the worker is idle between prompts, so none of them is in use and ComfyUI would evict
-    any of them for the next prompt (`currently_used` stays set after a prompt, so it is not read)."""
-    if device is None:
-        return 0
-    wanted, total = str(device), 0
-    for loaded in list(loaded_models):  # a copy: the worker may load or unload meanwhile
-        if str(getattr(loaded, "device", None)) != wanted or getattr(loaded, "model", None) is None:
-            continue
-        total += int(loaded.model_loaded_memory())
-    return total
+    any of them for the next prompt (`currently_used` stays set after a prompt, so it is not read).
+    With dynamic VRAM, see IdleModels (gpu_guard/comfy/dynamic_vram.py)."""
+    return evictable_on(loaded_models, device).total_bytes
 
 
 def comfy_node_class(class_type):
@@ -70,9 +65,11 @@ class ComfyAdapter:
         self.server = server
         self.queue = server.prompt_queue
         compute_device = device()
-        guard.set_idle_models_source(lambda: idle_models_bytes(loaded_models(), compute_device))
+        self.idle_models = IdleModels(loaded_models, compute_device)
+        guard.set_idle_models_source(self.idle_models)
         estimators.set_class_lookup(node_class)
         self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
+        self.hook.on_worker_idle = self.idle_models.measure_on_worker  # aimdo is read on the worker only
         self.persistence = QueuePersistence(guard, server, self.queue, self.hook.original_get,
                                             on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
@@ -86,7 +83,8 @@ class ComfyAdapter:
 
     def stats(self) -> dict:
         return {**self.hook.stats(), "rejected_prompts": self.admission.rejected,
-                "attached": list(self.attached), "journal": self.persistence.status()}
+                "attached": list(self.attached), "journal": self.persistence.status(),
+                "dynamic_vram": self.idle_models.status()}
 
     def metrics_text(self) -> bytes:
         """The adapter's own counter in Prometheus text format (the core's registry has the rest)."""
@@ -114,7 +112,8 @@ class ComfyAdapter:
                                                                       self.guard.config.drain_on_sigterm_s))
 
     def _start_neighbours(self):
-        self.neighbours = neighbour_glue.make_neighbours(self.guard, self.server, self.queue, self._loaded_models)
+        self.neighbours = neighbour_glue.make_neighbours(self.guard, self.server, self.queue, self._loaded_models,
+                                                         self.idle_models)
         self.neighbours.start()
 
     def _step(self, name, action):

@@ -34,9 +34,12 @@ def release_when_idle(queue, loaded_models) -> bool:
     return True
 
 
-def mine_of(guard, queue) -> Mine:
+def mine_of(guard, queue, idle_models=None) -> Mine:
+    """`idle_models`: the adapter's IdleModels; aimdo pages outside the loaded models are left out
+    (unload_models does not release them, see gpu_guard.dynamic_vram)."""
     reading = guard.reading
-    return Mine(idle_models_bytes=reading.idle_models_bytes if reading else 0,
+    outside = idle_models.last.outside_bytes if idle_models is not None else 0
+    return Mine(idle_models_bytes=max(0, reading.idle_models_bytes - outside) if reading else 0,
                 torch_cache_bytes=reading.reclaimable_bytes if reading else 0,
                 busy=bool(queue.currently_running), pending=len(queue.queue))
 
@@ -52,14 +55,14 @@ def pressure_of(guard) -> Optional[Pressure]:
     return Pressure(True, reading.pressure_bytes, reading.total_bytes, guard.config.resume_at)
 
 
-def make_neighbours(guard, server, queue, loaded_models) -> NeighbourWatch:
+def make_neighbours(guard, server, queue, loaded_models, idle_models=None) -> NeighbourWatch:
     """The NeighbourWatch of this guard; its probe names a GPU (device_key_of is not None)."""
     key = device_key_of(guard.probe)
     registry = Registry(guard.config.neighbours_dir or default_base_dir(), key, name=server_name(server))
 
     def mine() -> Mine:
         registry.name = server_name(server)
-        return mine_of(guard, queue)
+        return mine_of(guard, queue, idle_models)
 
     return NeighbourWatch(registry, mine, lambda: pressure_of(guard),
                           lambda: release_when_idle(queue, loaded_models),

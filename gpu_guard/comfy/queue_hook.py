@@ -57,6 +57,10 @@ class QueueHook:
         # (the journal); before_get(): run once, by the worker's first get (the journal's restore)
         self.on_queue_change = None
         self.before_get = None
+        # on_worker_idle(): run on the worker thread each time it enters get (between prompts): what
+        # must not be read from another thread (aimdo's VBAR list, gpu_guard.dynamic_vram)
+        self.on_worker_idle = None
+        self._idle_measure_failed = False
 
     # installation -------------------------------------------------------------------------
 
@@ -76,6 +80,13 @@ class QueueHook:
 
     def get(self, *args, **kwargs):
         self._tell_guard_worker(None)  # the worker is waiting in get: alive (liveness)
+        if self.on_worker_idle is not None:
+            try:
+                self.on_worker_idle()
+            except Exception:  # noqa: BLE001 - a measurement must not stop the worker
+                if not self._idle_measure_failed:
+                    _log.exception("VRAM guard: the between-prompts measurement failed (logged once)")
+                self._idle_measure_failed = True
         popped = self._get(*args, **kwargs)
         if popped is not None:
             self._tell_guard_worker(popped)
