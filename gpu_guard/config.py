@@ -81,12 +81,12 @@ def _probe_spec(value: Any, from_text: bool) -> str:
         text = value.strip()
         if text.lower() in PROBE_NAMES:
             return text.lower()
-        if text.startswith("file:") and len(text) > len("file:"):
+        if any(text.startswith(kind) and len(text) > len(kind) for kind in ("file:", "sim:")):
             return text
-    raise ValueError(f"must be one of {' | '.join(PROBE_NAMES)} | file:PATH, got {value!r}")
+    raise ValueError(f"must be one of {' | '.join(PROBE_NAMES)} | file:PATH | sim:PATH, got {value!r}")
 
 
-_probe_spec.allowed = "auto | nvml | torch | ram | off | file:PATH"
+_probe_spec.allowed = "auto | nvml | torch | ram | off | file:PATH | sim:PATH"
 
 
 def _folder(value: Any, from_text: bool) -> str:

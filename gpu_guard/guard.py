@@ -5,8 +5,8 @@ policy, the settings and the metrics. Nothing here imports ComfyUI; the adapter 
 entries and acts on its verdicts (see docs/gpu_guard_core_api.md).
 
 Thread safety: every public method may be called from any thread (ComfyUI's worker thread, the
-aiohttp loop, the poll thread). Event callbacks run on the thread that caused the change, after the
-guard's lock is released, and must not block.
+aiohttp loop, the poll thread). Event callbacks run on the event stream's one delivery thread, in the
+order of the changes (see event_stream), and must not block for long.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from . import config as config_module
 from .config import GuardConfig
 from .episodes import HoldEpisode
+from .event_stream import OPERATIONAL, EventStream
 from .metrics import GuardMetrics
 from .monitor import PAUSED, RUNNING, Monitor, Transition
 from .operator_hold import OperatorHold
@@ -73,6 +74,9 @@ class Guard:
         self._version = 0
         self._idle_models: Callable[[], int] = lambda: 0
         self._idle_models_failed = False
+        self._other_reclaimable: dict = {}  # kind -> callable(reading) -> bytes (see set_reclaimable_source)
+        self._read_seq = 0  # readings are numbered when taken; an older one never overwrites a newer one
+        self._observed_seq = 0
         self._reclaim_at: Optional[float] = None  # monotonic time of this episode's last reclaim
         self._ran_since_reclaim = False
         self._pending: Pending = NOTHING_PENDING  # the adapter's last view of the queue
@@ -81,9 +85,8 @@ class Guard:
         self._held_event_at = float("-inf")
         self._held_event_due = False
         self._unguarded = {"active": False, "since": None, "error": None, "count": 0}
-        self._subscribers: list = []
-        self._event_subscribers: list = []
-        self._events: list = []  # collected under the lock, delivered after it is released
+        self.events = EventStream()
+        self._events: list = []  # collected under the lock, published (built, in order) before it is released
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -107,6 +110,21 @@ class Guard:
         each reading; the guard decides only while the worker is idle, so every loaded model is evictable
         by ComfyUI itself and does not count as pressure."""
         self._idle_models = idle_models
+
+    def set_reclaimable_source(self, kind: str, source: Optional[Callable[[Reading], int]]) -> None:
+        """`source(reading)` -> further bytes on the device that can be freed on request (e.g. other
+        processes' idle models), asked at each reading taken while the worker is idle and subtracted
+        from the pressure; shown as reclaimable.<kind>_bytes. None removes the source."""
+        with self._lock:
+            if source is None:
+                self._other_reclaimable.pop(kind, None)
+            else:
+                self._other_reclaimable[kind] = source
+
+    @property
+    def probe(self):
+        """The sensor (None when the guard is off)."""
+        return self._probe
 
     # -- poll thread ---------------------------------------------------------------------------------
 
@@ -157,21 +175,51 @@ class Guard:
                 log.exception("VRAM guard poll failed unexpectedly")
 
     def _measure(self) -> Reading:
+        """One reading, split into what the pressure counts and what it does not. While a prompt runs,
+        everything this process holds but its torch cache is that prompt's and is never pressure;
+        between prompts this ComfyUI's idle models (and any other reclaimable source) are freeable."""
+        busy = self._worker.busy
         reading = self._probe.read()
+        models = max(0, min(self._models_bytes(), reading.used_bytes - reading.reclaimable_bytes))
+        if busy:  # the loaded models count as the prompt's where the probe cannot tell this process's bytes
+            prompt = max(models, min(reading.own_bytes, reading.used_bytes) - reading.reclaimable_bytes)
+            return dataclasses.replace(reading, prompt_bytes=prompt) if prompt else reading
+        idle = models
+        other = []
+        for kind, source in list(self._other_reclaimable.items()):
+            try:
+                other.append((kind, max(0, int(source(reading) or 0))))
+            except Exception:  # noqa: BLE001 - the reading stands without the refinement
+                log.exception("VRAM guard: reclaimable source %s failed; not counted", kind)
+        if not idle and not other:
+            return reading
+        return dataclasses.replace(reading, idle_models_bytes=idle, other_reclaimable=tuple(other))
+
+    def _models_bytes(self) -> int:
         try:
-            idle = int(self._idle_models() or 0)
+            models = int(self._idle_models() or 0)
             self._idle_models_failed = False
+            return models
         except Exception:  # noqa: BLE001 - the reading stands without the refinement
             if not self._idle_models_failed:
                 log.exception("VRAM guard: could not measure ComfyUI's idle models; counting them as pressure")
-            self._idle_models_failed, idle = True, 0
-        idle = max(0, min(idle, reading.used_bytes - reading.reclaimable_bytes))
-        return dataclasses.replace(reading, idle_models_bytes=idle) if idle else reading
+            self._idle_models_failed = True
+            return 0
 
     def poll_once(self) -> None:
         """Take one reading now and update the state (what the poll thread does every poll interval)."""
         if self._probe is None:
             return
+        taken = self._take_reading()
+        with self._lock:
+            self._observe(*taken)
+        self._deliver()
+
+    def _take_reading(self) -> tuple:
+        """(sequence number, reading or None, error or None); the probe is read outside the guard's lock."""
+        with self._lock:
+            self._read_seq += 1
+            seq = self._read_seq
         reading, error = None, None
         try:
             reading = self._measure()
@@ -179,32 +227,38 @@ class Guard:
             error = str(e)
         except Exception as e:  # noqa: BLE001 - a sensor bug counts as a sensor failure
             error = f"{type(e).__name__}: {e}"
-        with self._lock:
-            was_closed = self._gate_closed()
-            was_failing = self._monitor.sensor_failing
-            if error is None:
-                self.metrics.observe_reading(reading)
-                transition = self._monitor.observe(reading)
-                if was_failing:
-                    self._op("sensor_recovered", "the sensor reads again")
-            else:
-                self.metrics.sensor_errors.inc()
-                transition = self._monitor.observe_failure(error, self._wall())
-                if self._monitor.consecutive_failures == self.config.sensor_failures:
-                    message = (f"sensor failed {self.config.sensor_failures} polls in a row: {error}; "
-                               f"policy {self.config.sensor_policy}")
-                    self._alert("sensor_failing", message)
-                    self._op("sensor_failure", message, error=error,
-                             consecutive=self._monitor.consecutive_failures)
-            self.metrics.sensor_failing.set(1 if self._monitor.sensor_failing else 0)
-            if transition:
-                self._on_transition(transition)
-            self._after_change(was_closed)
-            self._sync_held()
-            self._check_overdue()
-            if self._policy.held:  # a fresh reading may open the fast lane for a held prompt
-                self._bump()
-        self._deliver()
+        return seq, reading, error
+
+    def _observe(self, seq: int, reading: Optional[Reading], error: Optional[str]) -> None:
+        """Apply one reading (lock held). One taken earlier than the last applied one is dropped: the
+        poll thread and the worker read concurrently, and the newer fact wins."""
+        if seq < self._observed_seq:
+            return
+        self._observed_seq = seq
+        was_closed = self._gate_closed()
+        was_failing = self._monitor.sensor_failing
+        if error is None:
+            self.metrics.observe_reading(reading)
+            transition = self._monitor.observe(reading)
+            if was_failing:
+                self._op("sensor_recovered", "the sensor reads again")
+        else:
+            self.metrics.sensor_errors.inc()
+            transition = self._monitor.observe_failure(error, self._wall())
+            if self._monitor.consecutive_failures == self.config.sensor_failures:
+                message = (f"sensor failed {self.config.sensor_failures} polls in a row: {error}; "
+                           f"policy {self.config.sensor_policy}")
+                self._alert("sensor_failing", message)
+                self._op("sensor_failure", message, error=error,
+                         consecutive=self._monitor.consecutive_failures)
+        self.metrics.sensor_failing.set(1 if self._monitor.sensor_failing else 0)
+        if transition:
+            self._on_transition(transition)
+        self._after_change(was_closed)
+        self._sync_held()
+        self._check_overdue()
+        if self._policy.held:  # a fresh reading may open the fast lane for a held prompt
+            self._bump()
 
     def flush_events(self) -> None:
         """Send a "gpu_guard.held" event that was held back by the rate limit, once it is due."""
@@ -230,11 +284,6 @@ class Guard:
     def reading(self):
         """The last good Reading, or None."""
         return self._monitor.reading
-
-    @property
-    def probe(self):
-        """The sensor (None when off); the neighbours registry names the device by it."""
-        return self._probe
 
     def _gate_closed(self) -> bool:
         return self.state == PAUSED
@@ -263,8 +312,13 @@ class Guard:
         heap's first prompt runs; with it closed, prompts past the hold timeout fail and at most one
         held prompt runs in the fast lane. `pending()` views the whole queue (gpu_guard.pending); it is
         called with the gate closed, or when a priority-class prompt heads the queue and aging is on,
-        while the caller still holds the queue's mutex."""
+        while the caller still holds the queue's mutex. The gate is judged on a reading taken now (a
+        probe read costs microseconds): the worker just finished a prompt or woke for a new one, and a
+        reading from before that moment would still count the finished prompt's memory."""
+        taken = self._take_reading() if self._probe is not None else None
         with self._lock:
+            if taken is not None:
+                self._observe(*taken)
             if not self._gate_closed():
                 self.metrics.admitted_in(LANE_NORMAL).inc()
                 if first.priority_class is not None and self.config.priority_max_wait_s > 0:
@@ -339,13 +393,15 @@ class Guard:
         self._deliver()
         return True
 
-    def note_idle_unload(self, idle_s: float) -> None:
-        """The adapter released ComfyUI's idle models after idle_unload_s without a prompt."""
+    def note_idle_unload(self, idle_s: float, requested: bool = False) -> None:
+        """The adapter released ComfyUI's idle models after idle_unload_s without a prompt (or because
+        it was asked to, `requested`)."""
         with self._lock:
             self.metrics.reclaims.inc()
-            log.info("VRAM guard: no prompt for %.0f s; released ComfyUI's idle models (idle_unload_s)", idle_s)
-            self._op("reclaim", f"no prompt for {idle_s:.0f} s (idle_unload_s={self.config.idle_unload_s:g})",
-                     action="idle_unload")
+            reason = "asked to release them while idle" if requested else \
+                f"no prompt for {idle_s:.0f} s (idle_unload_s={self.config.idle_unload_s:g})"
+            log.info("VRAM guard: released ComfyUI's idle models: %s", reason)
+            self._op("reclaim", reason, action="requested_unload" if requested else "idle_unload")
         self._deliver()
 
     def note_unguarded(self, error: str) -> None:
@@ -581,26 +637,19 @@ class Guard:
     # -- change notification ---------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[str, dict], None]) -> Callable[[], None]:
-        """callback(event, payload) for "gpu_guard.status", "gpu_guard.held", "gpu_guard.alert";
-        returns a function that unsubscribes."""
-        return self._add_subscriber(self._subscribers, callback)
+        """callback(event, payload) for "gpu_guard.status", "gpu_guard.held", "gpu_guard.alert", on the
+        event stream's delivery thread; returns a function that unsubscribes."""
+        return self.events.subscribe(callback)
 
     def subscribe_events(self, callback: Callable[[dict], None]) -> Callable[[], None]:
         """callback(event) for every operational event (docs/gpu_guard_core_api.md: pause, resume,
         hold_start, hold_end, rejected, hold_timeout, reclaim, sensor_failure, sensor_recovered,
         config_change, fast_lane, unguarded); returns a function that unsubscribes."""
-        return self._add_subscriber(self._event_subscribers, callback)
+        return self.events.subscribe(callback, operational=True)
 
-    def _add_subscriber(self, subscribers: list, callback) -> Callable[[], None]:
-        with self._lock:
-            subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in subscribers:
-                    subscribers.remove(callback)
-
-        return unsubscribe
+    def wait_events(self, timeout: float = 5.0) -> bool:
+        """Wait until every event so far has reached the subscribers."""
+        return self.events.flush(timeout)
 
     @property
     def version(self) -> int:
@@ -737,22 +786,20 @@ class Guard:
 
     def _op(self, kind: str, reason: Optional[str], **fields) -> None:
         """Queue one operational event for subscribe_events (built now: it records this moment)."""
-        if not self._event_subscribers:
+        if not self.events.wants_operational:
             return
         reading = self._monitor.reading
-        self._events.append(("gpu_guard.event", {"kind": kind, "at": self._wall(), "reason": reason or "",
+        self._events.append((OPERATIONAL, {"kind": kind, "at": self._wall(), "reason": reason or "",
                                                  "reading": reading.as_dict() if reading else None, **fields}))
 
     def _deliver(self) -> None:
-        """Send the collected events, outside the lock; payloads are built once per batch."""
-        if not self._events:  # unlocked peek: events are appended by the thread that delivers them
+        """Publish the collected events: payloads are built under the lock, once per batch, and queued
+        in that order for the one delivery thread."""
+        if not self._events:  # unlocked peek: events are appended by the thread that publishes them
             return
         with self._lock:
             events, self._events = self._events, []
-            if not events:
-                return
-            subscribers, event_subscribers = list(self._subscribers), list(self._event_subscribers)
-            payloads, seen = [], set()
+            seen = set()
             for name, payload in events:
                 if payload is None:
                     if name in seen:
@@ -760,11 +807,4 @@ class Guard:
                     seen.add(name)
                     payload = self.status() if name == "gpu_guard.status" else \
                         {"held": self._policy.held_list(self._monotonic())}
-                payloads.append((name, payload))
-        for name, payload in payloads:
-            targets = event_subscribers if name == "gpu_guard.event" else subscribers
-            for callback in targets:
-                try:
-                    callback(payload) if name == "gpu_guard.event" else callback(name, payload)
-                except Exception:  # noqa: BLE001 - a listener never breaks the guard
-                    log.exception("VRAM guard event listener failed on %s", name)
+                self.events.publish(name, payload)

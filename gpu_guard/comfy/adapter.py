@@ -8,43 +8,20 @@ import logging
 
 from .. import estimators
 from .admission import PromptAdmission
+from .comfy_memory import comfy_loaded_models, measured_device
+from .compute_device import comfy_compute_device
 from .events import failed_prompt_notifier, forward_guard_events
 from . import neighbour_glue
-from .dynamic_vram import IdleModels, evictable_on
+from .dynamic_vram import IdleModels
 from .operations import make_ops, start_ops
 from .persistence import QueuePersistence
 from .priority_lanes import on_prompt_handler
 from .queue_hook import QueueHook
 from .routes import GuardRoutes
+from .sim_wiring import attach_sim_device
 from .sigterm_drain import install_sigterm_drain
 
 _log = logging.getLogger("gpu_guard.comfy")
-
-
-def comfy_loaded_models():
-    """ComfyUI's own loaded models (empty when its model management cannot be imported)."""
-    try:
-        import comfy.model_management as model_management
-    except ImportError:
-        return []
-    return model_management.current_loaded_models
-
-
-def comfy_compute_device():
-    """The device ComfyUI executes on (its models' load device), or None."""
-    try:
-        import comfy.model_management as model_management
-        return model_management.get_torch_device()
-    except Exception:  # noqa: BLE001 - unusual builds: no device, no idle models counted
-        return None
-
-
-def idle_models_bytes(loaded_models, device) -> int:
-    """Bytes held on `device` by ComfyUI's loaded models (LoadedModel.model_loaded_memory()). The guard
-    asks while the worker is idle between prompts, so none of them is in use and ComfyUI would evict
-    any of them for the next prompt (`currently_used` stays set after a prompt, so it is not read).
-    With dynamic VRAM, see IdleModels (gpu_guard/comfy/dynamic_vram.py)."""
-    return evictable_on(loaded_models, device).total_bytes
 
 
 def comfy_node_class(class_type):
@@ -65,11 +42,14 @@ class ComfyAdapter:
         self.server = server
         self.queue = server.prompt_queue
         compute_device = device()
-        self.idle_models = IdleModels(loaded_models, compute_device)
-        guard.set_idle_models_source(self.idle_models)
+        models_on = measured_device(guard.probe, compute_device)
+        self.idle_models = IdleModels(loaded_models, models_on, compute_device.index)
+        self.idle_models.attach(guard)
         estimators.set_class_lookup(node_class)
         self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
         self.hook.on_worker_idle = self.idle_models.measure_on_worker  # aimdo is read on the worker only
+        if getattr(guard.probe, "follows_comfy", False):
+            attach_sim_device(guard.probe, self.hook, loaded_models, models_on)
         self.persistence = QueuePersistence(guard, server, self.queue, self.hook.original_get,
                                             on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
@@ -112,8 +92,7 @@ class ComfyAdapter:
                                                                       self.guard.config.drain_on_sigterm_s))
 
     def _start_neighbours(self):
-        self.neighbours = neighbour_glue.make_neighbours(self.guard, self.server, self.queue, self._loaded_models,
-                                                         self.idle_models)
+        self.neighbours = neighbour_glue.make_neighbours(self.guard, self.server, self.hook, self._loaded_models)
         self.neighbours.start()
 
     def _step(self, name, action):

@@ -40,9 +40,10 @@ class Aimdo:
         return int(self.model_vbar.vbars_analyze(device_index))
 
 
-def residency_of(loaded, wanted: str) -> Optional[ModelResidency]:
-    """A LoadedModel on the device named `wanted`, or None. Its model is a weak reference: read once."""
-    if str(getattr(loaded, "device", None)) != wanted:
+def residency_of(loaded, device_name: str) -> Optional[ModelResidency]:
+    """A LoadedModel on the device named `device_name` ("cuda:0", "cpu"), or None. Its model is a weak
+    reference: read once (a model collected meanwhile counts nothing, it does not fail the measure)."""
+    if str(getattr(loaded, "device", None)) != device_name:
         return None
     patcher = loaded.model
     if patcher is None:
@@ -56,25 +57,30 @@ def residency_of(loaded, wanted: str) -> Optional[ModelResidency]:
     return ModelResidency(int(patcher.loaded_size()), vbar_bytes)
 
 
-def evictable_on(loaded_models: Iterable, device, vbars_resident: Optional[int] = None) -> Evictable:
-    if device is None:
+def evictable_on(loaded_models: Iterable, device_name: Optional[str],
+                 vbars_resident: Optional[int] = None) -> Evictable:
+    """ComfyUI's loaded models on the device named `device_name` (None: a probe that sees none of
+    them), plus aimdo's pages outside them. The list is copied: the worker may load or unload meanwhile."""
+    if device_name is None:
         return Evictable(0)
-    wanted = str(device)
-    models = [r for r in (residency_of(m, wanted) for m in list(loaded_models)) if r is not None]
+    models = [r for r in (residency_of(m, device_name) for m in list(loaded_models)) if r is not None]
     return evictable(models, vbars_resident)
 
 
 class IdleModels:
-    """The guard's idle-models source: ComfyUI's evictable memory on its compute device, with aimdo's
-    VBAR pages outside the listed models once the worker has measured them. `last` keeps the split
-    (the neighbours registry publishes only what unload_models releases)."""
+    """The guard's idle-models source (`__call__`: the loaded models, what unload_models releases) and,
+    with dynamic VRAM on, its reclaimable source "dynamic_vram" (`outside`: aimdo's resident pages of
+    models no longer listed, once the worker has measured them; ComfyUI evicts them by itself for its
+    next prompt, but unload_models does not release them)."""
 
-    def __init__(self, loaded_models: Callable[[], Iterable], device, aimdo: Optional[Aimdo] = None):
+    KIND = "dynamic_vram"
+
+    def __init__(self, loaded_models: Callable[[], Iterable], device_name: Optional[str],
+                 device_index: Optional[int] = None, aimdo: Optional[Aimdo] = None):
         self._loaded_models = loaded_models
-        self._device = device
-        self.aimdo = aimdo or Aimdo()
-        index = getattr(device, "index", None)
-        self.residency = VbarResidency(lambda: self.aimdo.vbars_resident(index))
+        self._device_name = device_name
+        self.aimdo = aimdo or Aimdo.from_comfy()
+        self.residency = VbarResidency(lambda: self.aimdo.vbars_resident(device_index))
         self.last = Evictable(0)
 
     def measure_on_worker(self) -> None:
@@ -82,8 +88,17 @@ class IdleModels:
         self.residency.measure()
 
     def __call__(self) -> int:
-        self.last = evictable_on(self._loaded_models(), self._device, self.residency.bytes)
-        return self.last.total_bytes
+        self.last = evictable_on(self._loaded_models(), self._device_name, self.residency.bytes)
+        return self.last.listed_bytes
+
+    def outside(self, reading=None) -> int:
+        """Asked by the guard right after __call__ for the same reading."""
+        return self.last.outside_bytes
+
+    def attach(self, guard) -> None:
+        guard.set_idle_models_source(self)
+        if self.aimdo.active():
+            guard.set_reclaimable_source(self.KIND, self.outside)
 
     def status(self) -> dict:
         last = self.last

@@ -1,9 +1,9 @@
 """Wires the neighbours registry (gpu_guard.neighbours) to one guard and its ComfyUI queue.
 
 What this ComfyUI publishes comes from the guard's last reading (idle models, torch cache) and the
-queue (busy = a prompt runs). A release request is honoured the way POST /free honours
-`unload_models`: the flag is set under the queue's mutex, and only while nothing is queued or
-running, so ComfyUI's worker (waiting in the guarded `get`) wakes and unloads before any new prompt.
+queue (busy = a prompt runs). A release request is honoured through the queue hook's
+`request_idle_unload`: ComfyUI's worker, waiting in the guarded `get` with nothing queued and nothing
+running, sets `unload_models` (what POST /free does; the execution cache stays) and unloads.
 """
 from __future__ import annotations
 
@@ -23,23 +23,23 @@ def server_name(server) -> str:
     return socket.gethostname() + (f":{port}" if port else "")
 
 
-def release_when_idle(queue, loaded_models) -> bool:
-    """Set ComfyUI's unload_models flag if its worker is idle with nothing queued and a model loaded."""
+def release_when_idle(hook, queue, loaded_models) -> bool:
+    """Have the worker release ComfyUI's idle models if it is idle with nothing queued and a model is
+    loaded; False (nothing asked) otherwise, so the request waits for an idle moment."""
     with queue.mutex:
         if queue.queue or queue.currently_running:
             return False
-        if not any(True for _ in loaded_models()):
-            return False
-        queue.set_flag("unload_models", True)  # notifies the waiting worker
+    if not any(True for _ in loaded_models()):
+        return False
+    hook.request_idle_unload()  # done by the worker in get, only with nothing queued or running
     return True
 
 
-def mine_of(guard, queue, idle_models=None) -> Mine:
-    """`idle_models`: the adapter's IdleModels; aimdo pages outside the loaded models are left out
-    (unload_models does not release them, see gpu_guard.dynamic_vram)."""
+def mine_of(guard, queue) -> Mine:
+    """The loaded models are what unload_models releases; aimdo's pages outside them are not published
+    (reading.other_reclaimable "dynamic_vram", see gpu_guard.dynamic_vram)."""
     reading = guard.reading
-    outside = idle_models.last.outside_bytes if idle_models is not None else 0
-    return Mine(idle_models_bytes=max(0, reading.idle_models_bytes - outside) if reading else 0,
+    return Mine(idle_models_bytes=reading.idle_models_bytes if reading else 0,
                 torch_cache_bytes=reading.reclaimable_bytes if reading else 0,
                 busy=bool(queue.currently_running), pending=len(queue.queue))
 
@@ -55,17 +55,18 @@ def pressure_of(guard) -> Optional[Pressure]:
     return Pressure(True, reading.pressure_bytes, reading.total_bytes, guard.config.resume_at)
 
 
-def make_neighbours(guard, server, queue, loaded_models, idle_models=None) -> NeighbourWatch:
+def make_neighbours(guard, server, hook, loaded_models) -> NeighbourWatch:
     """The NeighbourWatch of this guard; its probe names a GPU (device_key_of is not None)."""
     key = device_key_of(guard.probe)
+    queue = hook.queue
     registry = Registry(guard.config.neighbours_dir or default_base_dir(), key, name=server_name(server))
 
     def mine() -> Mine:
         registry.name = server_name(server)
-        return mine_of(guard, queue, idle_models)
+        return mine_of(guard, queue)
 
     return NeighbourWatch(registry, mine, lambda: pressure_of(guard),
-                          lambda: release_when_idle(queue, loaded_models),
+                          lambda: release_when_idle(hook, queue, loaded_models),
                           enabled=lambda: guard.config.enabled and guard.config.neighbours)
 
 

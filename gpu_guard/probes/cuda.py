@@ -29,17 +29,23 @@ def cuda_device_ids(device_index: int) -> DeviceIds:
                      getattr(props, "pci_bus_id", None), getattr(props, "pci_device_id", None))
 
 
-def reclaimable_in_this_process(device_index: int) -> int:
-    """What this process's torch cache could hand back; 0 until CUDA is initialised (reading the stats
-    must not create a CUDA context from the poll thread)."""
+def this_process(device_index: int) -> tuple:
+    """(torch cache bytes this process could hand back, bytes its allocator reserves); (0, 0) until CUDA
+    is initialised (reading the stats must not create a CUDA context from the poll thread)."""
     try:
         import torch
 
         if not torch.cuda.is_initialized():
-            return 0
-        return torch_reclaimable_bytes(torch.cuda.memory_stats(device_index))
-    except Exception:  # noqa: BLE001 - the figure is an refinement; the reading stands without it
-        return 0
+            return 0, 0
+        stats = torch.cuda.memory_stats(device_index)
+        return torch_reclaimable_bytes(stats), int(stats.get("reserved_bytes.all.current", 0))
+    except Exception:  # noqa: BLE001 - the figures are a refinement; the reading stands without them
+        return 0, 0
+
+
+def _reading(used: int, total: int, device_index: int, at: float) -> Reading:
+    cache, reserved = this_process(device_index)
+    return Reading(used, total, cache, at, own_bytes=min(reserved, used))
 
 
 class TorchProbe:
@@ -59,7 +65,7 @@ class TorchProbe:
             raise
         except Exception as e:  # noqa: BLE001 - any driver failure is a sensor failure
             raise ProbeError(f"torch.cuda.mem_get_info({self.device_index}) failed: {e}") from None
-        return Reading(total - free, total, reclaimable_in_this_process(self.device_index), self._wall())
+        return _reading(total - free, total, self.device_index, self._wall())
 
 
 class NvmlProbe:
@@ -92,5 +98,4 @@ class NvmlProbe:
             memory = self._nvml.nvmlDeviceGetMemoryInfo(self._handle)
         except Exception as e:  # noqa: BLE001 - any NVML failure is a sensor failure
             raise ProbeError(f"nvmlDeviceGetMemoryInfo failed: {e}") from None
-        return Reading(int(memory.used), int(memory.total), reclaimable_in_this_process(self.device_index),
-                       self._wall())
+        return _reading(int(memory.used), int(memory.total), self.device_index, self._wall())

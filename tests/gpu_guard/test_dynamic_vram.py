@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from gpu_guard.comfy.adapter import idle_models_bytes
+from gpu_guard.comfy.comfy_memory import loaded_models_bytes
 from gpu_guard.comfy.dynamic_vram import Aimdo, IdleModels
 from gpu_guard.comfy.neighbour_glue import mine_of
 from gpu_guard.config import GuardConfig
@@ -34,9 +34,10 @@ class Rig:
         self.aimdo = AimdoDevice(total, foreign)
         self.device = Device(0)
         self.current_loaded_models = []
-        self.idle = IdleModels(lambda: self.current_loaded_models, self.device, Aimdo(*self.aimdo.modules()))
+        self.idle = IdleModels(lambda: self.current_loaded_models, str(self.device), self.device.index,
+                               Aimdo(*self.aimdo.modules()))
         self.guard = Guard(GuardConfig(), NvmlLikeProbe(self.aimdo))
-        self.guard.set_idle_models_source(self.idle)
+        self.idle.attach(self.guard)
         self.patchers = []  # what keeps model objects alive (ComfyUI's execution cache)
 
     def load_dynamic(self, weights, small=0):
@@ -83,9 +84,10 @@ def test_pages_of_a_model_no_longer_listed_are_evictable_once_the_worker_measure
     rig.between_prompts()
     reading = rig.reading()
     assert reading.ratio == pytest.approx(0.5)
-    assert rig.idle.last.outside_bytes == 3 * GIB and rig.idle.last.listed_bytes == 0
+    assert reading.idle_models_bytes == 0 and dict(reading.other_reclaimable) == {"dynamic_vram": 3 * GIB}
+    assert reading.as_dict()["reclaimable"]["dynamic_vram_bytes"] == 3 * GIB
     # the measure without aimdo (the adapter's before) counts them as pressure
-    assert idle_models_bytes(rig.current_loaded_models, rig.device) == 0
+    assert loaded_models_bytes(rig.current_loaded_models, str(rig.device)) == 0
 
 
 def test_aimdo_evicting_for_this_process_moves_used_and_evictable_together(rig):
@@ -111,8 +113,9 @@ def test_a_dynamic_and_a_classic_model_and_an_orphan_vbar_together(rig):
     rig.current_loaded_models.pop(0)  # the last one loaded leaves the list
     rig.between_prompts()
     last_reading = rig.reading()
-    assert last_reading.idle_models_bytes == GIB // 2 + GIB + GIB
-    assert rig.idle.last.listed_bytes == GIB // 2 + GIB and rig.idle.last.outside_bytes == orphan.loaded_size()
+    assert last_reading.idle_models_bytes == GIB // 2 + GIB
+    assert dict(last_reading.other_reclaimable)["dynamic_vram"] == orphan.loaded_size() == GIB
+    assert last_reading.ratio == pytest.approx(0.5)
 
 
 def test_unload_models_releases_the_listed_pages_and_the_neighbours_see_only_those(rig):
@@ -122,12 +125,13 @@ def test_unload_models_releases_the_listed_pages_and_the_neighbours_see_only_tho
     rig.between_prompts()
     rig.reading()
     queue = types.SimpleNamespace(currently_running={}, queue=[])
-    assert mine_of(rig.guard, queue, rig.idle).idle_models_bytes == 2 * GIB  # the orphan is not released
+    assert mine_of(rig.guard, queue).idle_models_bytes == 2 * GIB  # the orphan is not released
     unload_all_models(rig.current_loaded_models)  # what a neighbour's request sets off
     rig.between_prompts()
     reading = rig.reading()
     assert rig.aimdo.usage == orphan.loaded_size() == GIB
-    assert reading.idle_models_bytes == GIB and mine_of(rig.guard, queue, rig.idle).idle_models_bytes == 0
+    assert dict(reading.other_reclaimable)["dynamic_vram"] == GIB
+    assert reading.idle_models_bytes == 0 and mine_of(rig.guard, queue).idle_models_bytes == 0
 
 
 def test_the_vbar_list_is_walked_on_the_worker_thread_only(rig):
@@ -149,9 +153,9 @@ def test_without_aimdo_the_measure_is_the_loaded_models():
     device = Device(0)
     patcher = ClassicPatcher(aimdo, device, GIB)  # the execution cache's reference
     models = [LoadedModel(patcher)]
-    idle = IdleModels(lambda: models, device, Aimdo())
+    idle = IdleModels(lambda: models, str(device), device.index, Aimdo())
     idle.measure_on_worker()
-    assert idle.residency.bytes is None and idle() == GIB == idle_models_bytes(models, device)
+    assert idle.residency.bytes is None and idle() == GIB == loaded_models_bytes(models, str(device))
     assert idle.status()["active"] is False
 
 

@@ -9,14 +9,14 @@ from tests.gpu_guard.hook_rig import item, wait_state
 
 
 def test_a_release_request_is_honoured_only_by_an_idle_worker(rig):
-    _guard, queue, _hook, _probe, models = rig
-    assert not release_when_idle(queue, lambda: models)  # nothing loaded: nothing to release
+    _guard, queue, hook, _probe, models = rig
+    assert not release_when_idle(hook, queue, lambda: models)  # nothing loaded: nothing to release
     models.append(object())
     queue.currently_running[0] = item(1, "running")
-    assert not release_when_idle(queue, lambda: models) and queue.flags == {}
+    assert not release_when_idle(hook, queue, lambda: models) and queue.flags == {}
     queue.currently_running.clear()
     queue.put(item(2, "queued"))
-    assert not release_when_idle(queue, lambda: models) and queue.flags == {}
+    assert not release_when_idle(hook, queue, lambda: models) and queue.flags == {}
     assert queue.get(timeout=1.0)[0][1] == "queued"
     queue.currently_running.clear()
 
@@ -24,7 +24,7 @@ def test_a_release_request_is_honoured_only_by_an_idle_worker(rig):
     worker = threading.Thread(target=lambda: results.append(queue.get(timeout=30.0)))
     worker.start()  # idle, waiting in the guarded get as ComfyUI's worker does between prompts
     time.sleep(0.1)
-    assert release_when_idle(queue, lambda: models)
+    assert release_when_idle(hook, queue, lambda: models)
     worker.join(5)
     assert not worker.is_alive() and results == [None], "the idle worker must return to unload"
     assert queue.flags == {"unload_models": True}  # unload only: the execution cache stays

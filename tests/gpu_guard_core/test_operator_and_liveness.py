@@ -97,6 +97,7 @@ def test_operator_events_and_metrics(make_guard, at_ratio):
     guard.drain("dave")
     text = guard.metrics_text()[0].decode()
     assert "gpu_guard_draining 1.0" in text and "gpu_guard_operator_paused 0.0" in text
+    assert guard.wait_events()
     assert kinds == [("operator_pause", "alice"), ("operator_resume", "carol"), ("drain", "dave")]
 
 
