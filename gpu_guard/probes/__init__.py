@@ -8,6 +8,7 @@ from .device_match import DeviceIds, match_nvml_index, normalize_uuid
 from .file_probe import FileProbe
 from .ram import RamProbe
 from .sim import SimProbe
+from .sim_shared import SharedSimProbe
 from .reading import ProbeError, Reading, pressure_ratio, torch_reclaimable_bytes
 
 __all__ = ["DeviceIds", "FailedProbe", "FileProbe", "ProbeError", "RamProbe", "Reading", "SimProbe", "make_probe",
@@ -43,7 +44,7 @@ def make_probe(spec: str, device_index: Optional[int] = None, wall: Callable[[],
     if spec.startswith("file:"):
         return FileProbe(spec[len("file:"):], wall), None
     if spec.startswith("sim:"):
-        return SimProbe(spec[len("sim:"):], wall), "simulated GPU (sim:) - a test and drill tool, not a sensor"
+        return SharedSimProbe(spec[len("sim:"):], wall), "simulated GPU (sim:) - a test and drill tool, not a sensor"
     if spec == "ram":
         return RamProbe(wall), None
     builders = {"nvml": NvmlProbe, "torch": TorchProbe}
