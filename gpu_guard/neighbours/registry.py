@@ -75,6 +75,17 @@ class Claim:
         return asdict(self)
 
 
+def _check_owner(folder: str) -> None:
+    """Refuse a folder another user made (e.g. planted in /dev/shm): its requests could make this
+    ComfyUI unload its models on another user's say."""
+    if not hasattr(os, "getuid"):
+        return
+    owner = os.stat(folder).st_uid
+    if owner != os.getuid():
+        raise PermissionError(f"the neighbours registry folder {folder} belongs to user id {owner}, not to "
+                              f"this process's {os.getuid()}; remove it or set neighbours_dir to a folder of yours")
+
+
 def _write_atomic(path: str, data: dict) -> None:
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
@@ -127,6 +138,8 @@ class Registry:
         self._wall = wall
         self._proc = proc
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        _check_owner(base_dir)
+        _check_owner(self.dir)
         self._claim_path = os.path.join(self.dir, self.me.tag + CLAIM_SUFFIX)
 
     # -- my claim ------------------------------------------------------------------------------------

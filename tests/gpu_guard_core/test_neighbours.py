@@ -146,6 +146,13 @@ def test_requests_are_read_once_and_dropped_when_the_asker_died(tmp_path, child,
     assert a.take_requests() == []
 
 
+def test_a_registry_folder_of_another_user_is_refused(tmp_path, monkeypatch):
+    Registry(str(tmp_path), DEVICE)
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(str(tmp_path)).st_uid + 1)
+    with pytest.raises(PermissionError, match="neighbours_dir"):
+        Registry(str(tmp_path), DEVICE)
+
+
 def test_default_dir_needs_no_configuration(tmp_path):
     assert default_base_dir({"XDG_RUNTIME_DIR": str(tmp_path)}) == str(tmp_path / "gpu_guard-neighbours")
     fallback = default_base_dir({}, uid=1234)
