@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from . import config as config_module
+from . import estimators
 from .config import GuardConfig
 from .episodes import HoldEpisode
 from .event_stream import OPERATIONAL, EventStream
@@ -45,6 +46,9 @@ PAUSED_POLL_S = 0.1
 HELD_EVENT_INTERVAL_S = 0.25
 # After a prompt ran during a hold episode, the reclaim may be asked again, but not more often than this.
 RECLAIM_REARM_S = 5.0
+# "unguarded" stays set this long after the last hook failure (or until an operator clears it): longer
+# than any scrape interval and alert `for:` window, so a failure that healed at once is still seen.
+UNGUARDED_HEALTHY_S = 600.0
 
 
 class Guard:
@@ -85,6 +89,7 @@ class Guard:
         self._held_event_at = float("-inf")
         self._held_event_due = False
         self._unguarded = {"active": False, "since": None, "error": None, "count": 0}
+        self._unguarded_at = float("-inf")  # monotonic time of the last hook failure
         self.events = EventStream()
         self._events: list = []  # collected under the lock, published (built, in order) before it is released
         self._stop = threading.Event()
@@ -170,6 +175,7 @@ class Guard:
                 if woken or time.monotonic() >= next_poll:
                     self.poll_once()
                     next_poll = time.monotonic() + self.poll_interval()
+                self.estimate_held()
                 self.flush_events()
             except Exception:  # noqa: BLE001 - the poll thread must outlive any bug
                 log.exception("VRAM guard poll failed unexpectedly")
@@ -214,6 +220,21 @@ class Guard:
         with self._lock:
             self._observe(*taken)
         self._deliver()
+
+    def estimate_held(self) -> int:
+        """Estimate the held prompts that have no estimate yet, outside every lock (estimators are
+        third-party code); the poll thread does it, woken when prompts join the held set. Returns how
+        many were estimated."""
+        with self._lock:
+            todo = self._policy.needs_estimate()
+        if not todo:
+            return 0
+        done = [(prompt_id, estimators.estimate_prompt(prompt)) for prompt_id, prompt in todo]
+        with self._lock:
+            for prompt_id, estimate in done:
+                self._policy.set_estimate(prompt_id, estimate)
+            self._bump()  # a known cost may open the fast lane: the worker looks again
+        return len(done)
 
     def _take_reading(self) -> tuple:
         """(sequence number, reading or None, error or None); the probe is read outside the guard's lock."""
@@ -298,10 +319,12 @@ class Guard:
 
     def decide(self, entry: QueueEntry) -> Verdict:
         """Decide for one entry on its own (tests, simple callers). The queue hook uses decide_pass."""
+        estimate = estimators.estimate_prompt(entry.prompt)  # outside the lock: third-party code
         with self._lock:
             now = self._monotonic()
             verdict, left, joined = self._policy.decide(
-                entry, now, self._gate_closed(), self._monitor.reading, by_pressure=self._by_pressure())
+                entry, now, self._gate_closed(), self._monitor.reading, by_pressure=self._by_pressure(),
+                estimate=estimate)
             self._count_verdict(entry.prompt_id, verdict)
             self._held_changed(left=[left] if left else [], joined=[joined] if joined else [])
         self._deliver()
@@ -414,20 +437,33 @@ class Guard:
                 self._bump()
             state["error"] = error
             state["count"] += 1
+            self._unguarded_at = self._monotonic()
             self.metrics.unguarded.set(1)
             self._op("unguarded", f"the queue hook failed; ComfyUI's own get ran instead: {error}", error=error)
         self._deliver()
 
     def note_guarded(self) -> None:
-        """The queue hook works again after a fallback (cheap when nothing failed)."""
-        if not self._unguarded["active"]:
+        """A guarded dispatch: the flag clears once the hook has been healthy UNGUARDED_HEALTHY_S since
+        its last failure (cheap when nothing failed)."""
+        if not self._unguarded["active"] or self._monotonic() - self._unguarded_at < UNGUARDED_HEALTHY_S:
             return
+        self.clear_unguarded(None)
+
+    def clear_unguarded(self, by: Optional[str]) -> Optional[dict]:
+        """End the "unguarded" state (an operator who has seen it, or `by` None: healthy for a while);
+        returns the ended record or None."""
         with self._lock:
+            if not self._unguarded["active"]:
+                return None
+            ended = dict(self._unguarded)
             self._unguarded.update(active=False, since=None)
             self.metrics.unguarded.set(0)
+            log.warning("VRAM guard: the unguarded state was cleared (%s)", by or
+                        f"no hook failure for {UNGUARDED_HEALTHY_S:.0f} s")
             self._events.append(("gpu_guard.status", None))
             self._bump()
         self._deliver()
+        return ended
 
     # -- reporting -------------------------------------------------------------------------------------
 
@@ -718,8 +754,6 @@ class Guard:
 
     def _on_transition(self, transition: Transition) -> None:
         self.metrics.transitions.labels(transition.after).inc()
-        if transition.after == RUNNING:
-            self._reclaim_at = None  # a new hold episode may ask again
         self._op("pause" if transition.after == PAUSED else "resume", transition.reason,
                  **{"from": transition.before, "to": transition.after, "ratio": transition.ratio})
         self._events.append(("gpu_guard.status", None))
@@ -730,6 +764,7 @@ class Guard:
         self.metrics.state.state(self.state)
         self.metrics.observe_config(self.config)
         if was_closed and not self._gate_closed():
+            self._reclaim_at = None  # the episode is over, whatever closed the gate: the next may ask again
             self._held_changed(left=self._policy.release_all(), joined=[], urgent=True)
         elif not was_closed and self._gate_closed():
             # the prompts already waiting are held from now on, before the worker looks again
@@ -757,6 +792,8 @@ class Guard:
         for wait in waits:
             self.metrics.hold_wait.observe(wait)
         self.metrics.held_total.inc(len(joined))
+        if joined:
+            self._wake.set()  # the poll thread estimates the newcomers
         self.metrics.held.set(len(self._policy.held))
         for kind, fields in self._episode.update(len(joined), waits, len(self._policy.held), now):
             self._op(kind, "prompts held while GPU memory pressure is high" if kind == "hold_start"

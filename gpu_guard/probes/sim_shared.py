@@ -38,7 +38,11 @@ class SharedSimProbe(SimProbe):
         others = self._others()
         if not others:
             return reading
-        return dataclasses.replace(reading, used_bytes=min(reading.total_bytes, reading.used_bytes + others))
+        total, foreign = reading.total_bytes, reading.used_bytes - reading.own_bytes
+        # over-committed: like foreign memory, the other processes keep theirs and this one gets the rest
+        own = max(0, min(reading.own_bytes, total - foreign - others))
+        return dataclasses.replace(reading, used_bytes=min(total, foreign + others + own), own_bytes=own,
+                                   reclaimable_bytes=min(reading.reclaimable_bytes, own))
 
     def _publish(self, own_bytes: int) -> None:
         os.makedirs(self.procs_dir, exist_ok=True)
