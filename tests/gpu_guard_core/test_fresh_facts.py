@@ -24,7 +24,7 @@ def test_the_decision_takes_its_own_reading(make_guard, at_ratio, probe_file):
 def test_an_older_reading_never_overwrites_a_newer_one(make_guard, probe_file):
     guard = make_guard()
     probe_file.write(ratio=0.95)
-    older = guard._take_reading()
+    older = guard._readings.take()
     probe_file.write(ratio=0.10)
     guard.poll_once()  # taken later, applied first
     with guard._lock:
