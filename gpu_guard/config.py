@@ -81,12 +81,21 @@ def _probe_spec(value: Any, from_text: bool) -> str:
         text = value.strip()
         if text.lower() in PROBE_NAMES:
             return text.lower()
-        if text.startswith("file:") and len(text) > len("file:"):
+        if any(text.startswith(kind) and len(text) > len(kind) for kind in ("file:", "sim:")):
             return text
-    raise ValueError(f"must be one of {' | '.join(PROBE_NAMES)} | file:PATH, got {value!r}")
+    raise ValueError(f"must be one of {' | '.join(PROBE_NAMES)} | file:PATH | sim:PATH, got {value!r}")
 
 
-_probe_spec.allowed = "auto | nvml | torch | ram | off | file:PATH"
+_probe_spec.allowed = "auto | nvml | torch | ram | off | file:PATH | sim:PATH"
+
+
+def _folder(value: Any, from_text: bool) -> str:
+    if isinstance(value, str) and "\x00" not in value:
+        return value.strip()
+    raise ValueError(f"must be a folder path (empty = the default), got {value!r}")
+
+
+_folder.allowed = "a folder path, or empty for the default"
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,11 @@ SETTINGS = (
     Setting("idle_unload_s", _number(0, 7 * 86400), True,
             "release this ComfyUI's idle models after this many seconds without a prompt; 0 = never "
             "(for GPUs shared by several servers)"),
+    Setting("neighbours", _boolean, True,
+            "find the guards of other ComfyUI servers on the same GPU, publish this one's idle memory, and "
+            "ask an idle neighbour to release its idle models when they keep prompts held here"),
+    Setting("neighbours_dir", _folder, False,
+            "the registry folder shared by the guards of one machine; empty = $XDG_RUNTIME_DIR or /dev/shm"),
     Setting("live_max_run_s", _number(0, 7 * 86400), True,
             "/gpu_guard/live fails once one prompt has run longer than this (the worker is stuck); "
             "0 = never by time; size it above the longest job"),
@@ -206,6 +220,8 @@ class GuardConfig:
     sensor_policy: str = "open"
     free_on_hold: bool = True
     idle_unload_s: float = 0.0
+    neighbours: bool = True
+    neighbours_dir: str = ""
     live_max_run_s: float = 3600.0
     drain_on_sigterm_s: float = 0.0
     priority_classes: tuple = ()
