@@ -404,6 +404,16 @@ class Guard:
             self._op("reclaim", reason, action="requested_unload" if requested else "idle_unload")
         self._deliver()
 
+    def note_oom(self, outcome: str, reason: str, **fields) -> None:
+        """A prompt ran out of GPU memory (gpu_guard.comfy.oom_hook): counted by outcome
+        (metrics.OOM_OUTCOMES) and recorded as an "oom_rescue" operational event."""
+        with self._lock:
+            self.metrics.oom_rescues.labels(outcome).inc()
+            log.warning("VRAM guard OOM rescue (%s): %s", outcome, reason)
+            self._op("oom_rescue", reason, outcome=outcome, **fields)
+            self._bump()
+        self._deliver()
+
     def note_unguarded(self, error: str) -> None:
         """The queue hook failed and ComfyUI's own get dispatched a prompt without the guard."""
         with self._lock:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
 
-from . import estimators
+from . import learned_peaks
 from .config import GuardConfig
 from .probes import Reading
 
@@ -72,7 +72,8 @@ class HeldPrompt:
     since: float  # monotonic time it entered the held set
     prompt: Mapping[str, Any] = field(repr=False, default_factory=dict)  # dropped with the HeldPrompt
     estimated: bool = False
-    estimated_bytes: Optional[int] = None
+    estimated_bytes: Optional[int] = None  # the learned peak when there is one, else the nodes' estimate
+    need_source: str = learned_peaks.UNKNOWN
     alerted: bool = False
     priority_class: Optional[str] = None
 
@@ -82,7 +83,7 @@ class HeldPrompt:
 
     def estimate(self) -> Optional[int]:
         if not self.estimated:  # estimators may be costly; a prompt's graph never changes
-            self.estimated_bytes, self.estimated = estimators.estimate_prompt(self.prompt), True
+            (self.estimated_bytes, self.need_source), self.estimated = learned_peaks.need_of(self.prompt), True
         return self.estimated_bytes
 
 
@@ -274,6 +275,7 @@ class Policy:
 
     def held_list(self, now: float) -> list:
         return [{"prompt_id": h.prompt_id, "number": h.number, "position": i, "waited_s": round(now - h.since, 3),
-                 "client_id": h.client_id, "estimated_bytes": h.estimate(),
+                 "client_id": h.client_id, "estimated_bytes": h.estimate(), "need_source": h.need_source,
+                 "learned_bytes": h.estimated_bytes if h.need_source == learned_peaks.LEARNED else None,
                  "priority_class": h.priority_class or "normal"}
                 for i, h in enumerate(self.ordered(), start=1)]

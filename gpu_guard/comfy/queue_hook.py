@@ -63,6 +63,9 @@ class QueueHook:
         # (on the worker thread, outside every lock; the simulated GPU follows the working set)
         self.on_prompt_start = None
         self.on_prompt_end = None
+        # hold_first(item) -> True while the heap's first prompt must wait whatever the gate says
+        # (a prompt the OOM rescue put back, until its need is free), under the queue's mutex
+        self.hold_first = None
 
     # installation -------------------------------------------------------------------------
 
@@ -210,6 +213,8 @@ class QueueHook:
         one prompt runs in the fast lane."""
         heap = self.queue.queue
         first = heap[0]
+        if self.hold_first is not None and self.hold_first(first):
+            return None
         views = []
 
         def view():  # the guard asks for it only with the gate closed (we hold the mutex)
