@@ -248,6 +248,10 @@ class OomHook:
 
     def status(self) -> dict:
         waiting = self._waiting
+        if waiting is not None:
+            with self.queue.mutex:  # deleted from the queue meanwhile: it waits for nothing any more
+                if not any(item[1] == waiting["prompt_id"] for item in self.queue.queue):
+                    waiting = self._waiting = None
         shown = None
         if waiting is not None:
             shown = {k: v for k, v in waiting.items() if k != "since"}

@@ -74,4 +74,27 @@ class OomDrillRun:
         return {}
 
 
-NODE_CLASS_MAPPINGS = {"OomDrillRun": OomDrillRun}
+class OomDrillAllocate:
+    """Takes `bytes` of real device memory on ComfyUI's torch device for a moment (scripts/gpu_oom_rescue.py):
+    past the free memory of a GPU, torch raises its own OutOfMemoryError."""
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"tag": ("STRING", {"default": ""}), "bytes": ("INT", {"default": 0, "min": 0, "max": 1 << 50})}}
+
+    def run(self, tag, bytes):
+        import comfy.model_management as model_management
+
+        _note(f"start {tag}")
+        block = torch.empty(bytes, dtype=torch.uint8, device=model_management.get_torch_device())
+        block.fill_(1)  # touch it: the memory is really in use
+        del block
+        _note(f"end {tag}")
+        return {}
+
+
+NODE_CLASS_MAPPINGS = {"OomDrillRun": OomDrillRun, "OomDrillAllocate": OomDrillAllocate}
