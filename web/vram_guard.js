@@ -107,7 +107,8 @@ function onStatus(status) {
 async function poll() {
   const seq = statusSeq;
   try {
-    const response = await api.fetchApi("/gpu_guard/status");
+    // our client id: the status names only our own held prompts' client ids
+    const response = await api.fetchApi(`/gpu_guard/status?client_id=${encodeURIComponent(api.clientId ?? "")}`);
     if (!response.ok) {
       view.status = null;
       view.problem = `GET /gpu_guard/status answered ${response.status}; is the VRAM guard installed? (see the server log)`;

@@ -52,6 +52,8 @@ class QueueHook:
         self._next_paused_pass = 0.0
         self._last_prompt_at = monotonic()  # when the worker last finished a prompt (or the hook started)
         self._running = False  # the worker took a prompt and has not come back to get yet
+        self._ended_at = None  # when the worker came back from its last prompt, until it takes the next
+        self.last_handover_s = None  # from the end of one prompt to the pop of the next (the guard's share)
         self._idle_unloaded = False  # released the idle models since then
         self._unload_requested = False  # someone asked for an unload of the idle models (request_idle_unload)
         self._stats_lock = threading.Lock()
@@ -86,12 +88,14 @@ class QueueHook:
     def get(self, *args, **kwargs):
         if self._running:  # the worker is back: the prompt it took has finished
             self._running, self._idle_unloaded = False, False
-            self._last_prompt_at = self._monotonic()
+            self._last_prompt_at = self._ended_at = self._monotonic()
             self._notify(self.on_prompt_end)
         self._tell_guard_worker(None)  # the worker is waiting in get: alive (liveness)
         popped = self._get(*args, **kwargs)
         if popped is not None:
             self._running = True
+            if self._ended_at is not None:
+                self.last_handover_s, self._ended_at = self._monotonic() - self._ended_at, None
             self._tell_guard_worker(popped)
             self._notify(self.on_prompt_start, popped[0][2])
         return popped
@@ -308,7 +312,8 @@ class QueueHook:
     def stats(self) -> dict:
         with self._stats_lock:
             return {"hook_errors": self.errors, "free_requests": self.free_requests, "idle_unloads": self.idle_unloads,
-                    "failed_prompts": self.failed_prompts, "fast_lane_runs": self.fast_lane_runs}
+                    "failed_prompts": self.failed_prompts, "fast_lane_runs": self.fast_lane_runs,
+                    "last_handover_s": self.last_handover_s}
 
 
 class _RunInstead(Exception):

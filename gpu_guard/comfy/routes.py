@@ -12,6 +12,7 @@ import logging
 from aiohttp import web
 
 from ..ops.event_log import parse_events_query
+from .client_privacy import masked
 from .config_access import content_type_refusal, request_refusal
 from .operator_routes import OperatorRoutes
 
@@ -49,6 +50,8 @@ class GuardRoutes:
 
     async def get_status(self, request):
         status = self.guard.status()
+        if request_refusal(self.guard, request) is not None:  # not an operator: only its own client id
+            status = masked(status, keep=request.query.get("client_id"))
         if self.extra_status is not None:
             status["adapter"] = self.extra_status()
         if self.ops is not None:

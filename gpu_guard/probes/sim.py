@@ -10,7 +10,8 @@ a temporary file, then rename). On top of that the device holds what this ComfyU
   and reclaimable, until ComfyUI empties its cache (`cache_emptied`, ComfyUI's soft_empty_cache), and
   the next prompt reuses it before it asks for more (reserved = max(reserved, working set)).
 
-A device over-committed by the figures reads as full (a real one would have failed the allocation).
+A device over-committed by the figures reads as full (a real one would have failed the allocation); the
+other processes keep their bytes and this process is counted with what is left.
 The exact-number drills use the static file probe (file:PATH) instead.
 """
 from __future__ import annotations
@@ -89,7 +90,7 @@ class SimProbe:
             raise ProbeError(f"sim device {self.path}: ComfyUI's loaded models could not be measured "
                              f"({type(e).__name__}: {e})") from None
         reserved, active = self.device.snapshot()
-        own = models + reserved
-        used = min(total, foreign + own)
-        cache = min(reserved - active, used)
-        return Reading(used, total, cache, self._wall(), own_bytes=min(own, used))
+        used = min(total, foreign + models + reserved)
+        own = used - foreign  # over-committed: the other processes keep theirs, this one gets the rest
+        cache = min(reserved - active, own - min(models, own))
+        return Reading(used, total, cache, self._wall(), own_bytes=own)
