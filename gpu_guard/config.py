@@ -193,6 +193,15 @@ SETTINGS = (
     Setting("webhook_retries", _number(0, 20, integer=True), True,
             "retries of a failed webhook delivery (backoff 1 s, 2 s, 4 s ... 60 s) before a dead letter"),
     Setting("webhook_timeout_s", _number(0.1, 60), True, "seconds one webhook attempt may take"),
+    Setting("oom_rescue", _boolean, True,
+            "a prompt that runs out of GPU memory is put back at the head of its lane and runs again once "
+            "its learned peak is free, instead of ending as an error"),
+    Setting("oom_retries", _number(0, 20, integer=True), True,
+            "times one prompt is rescued from out-of-memory before it ends as an error"),
+    Setting("learned_peaks_max", _number(0, 100_000, integer=True), True,
+            "workflows whose measured peak is remembered (least recently used out); 0 = learn nothing"),
+    Setting("alert_ooms_per_hour", _number(0, 1_000_000, integer=True), True,
+            "webhook alert when more prompts than this ran out of GPU memory in the last hour; 0 = off"),
     Setting("persist", _boolean, False,
             "journal the queued and held prompts in ComfyUI's user directory and restore them at start"),
     Setting("persist_running", _choice("rerun", "fail"), True,
@@ -239,6 +248,10 @@ class GuardConfig:
     webhooks: tuple = ()
     webhook_retries: int = 5
     webhook_timeout_s: float = 5.0
+    oom_rescue: bool = True
+    oom_retries: int = 2
+    learned_peaks_max: int = 2000
+    alert_ooms_per_hour: int = 0
     persist: bool = True
     persist_running: str = "rerun"
 

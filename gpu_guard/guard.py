@@ -16,7 +16,7 @@ import time
 from typing import Callable, Mapping, Optional
 
 from . import config as config_module
-from . import estimators
+from . import learned_peaks
 from .config import GuardConfig
 from .episodes import HoldEpisode
 from .event_stream import EventStream
@@ -220,12 +220,13 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
 
     def decide(self, entry: QueueEntry) -> Verdict:
         """Decide for one entry on its own (tests, simple callers). The queue hook uses decide_pass."""
-        estimate = estimators.estimate_prompt(entry.prompt)  # outside the lock: third-party code
+        # outside the lock: estimators are third-party code; the learned peak comes first
+        estimate, source = learned_peaks.need_of(entry.prompt)
         with self._lock:
             now = self._monotonic()
             verdict, left, joined = self._policy.decide(
                 entry, now, self._gate_closed(), self._monitor.reading, by_pressure=self._by_pressure(),
-                estimate=estimate)
+                estimate=estimate, need_source=source)
             self._count_verdict(entry.prompt_id, verdict)
             self._held_changed(left=[left] if left else [], joined=[joined] if joined else [])
         self._deliver()
@@ -311,6 +312,16 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
                 f"no prompt for {idle_s:.0f} s (idle_unload_s={self.config.idle_unload_s:g})"
             log.info("VRAM guard: released ComfyUI's idle models: %s", reason)
             self._op("reclaim", reason, action="requested_unload" if requested else "idle_unload")
+        self._deliver()
+
+    def note_oom(self, outcome: str, reason: str, **fields) -> None:
+        """A prompt ran out of GPU memory (gpu_guard.comfy.oom_hook): counted by outcome
+        (metrics.OOM_OUTCOMES) and recorded as an "oom_rescue" operational event."""
+        with self._lock:
+            self.metrics.oom_rescues.labels(outcome).inc()
+            log.warning("VRAM guard OOM rescue (%s): %s", outcome, reason)
+            self._op("oom_rescue", reason, outcome=outcome, **fields)
+            self._bump()
         self._deliver()
 
     # -- the worker, as the queue hook sees it (called on ComfyUI's worker thread) -----------------------

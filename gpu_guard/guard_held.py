@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import estimators
+from . import learned_peaks
 from .pending import as_pending
 from .policy import HeldPrompt
 
@@ -38,10 +38,11 @@ class HeldSet:
             todo = self._policy.needs_estimate()
         if not todo:
             return 0
-        done = [(prompt_id, estimators.estimate_prompt(prompt)) for prompt_id, prompt in todo]
+        # the learned peak when there is one, else the nodes' estimate
+        done = [(prompt_id, learned_peaks.need_of(prompt)) for prompt_id, prompt in todo]
         with self._lock:
-            for prompt_id, estimate in done:
-                self._policy.set_estimate(prompt_id, estimate)
+            for prompt_id, (need, source) in done:
+                self._policy.set_estimate(prompt_id, need, source)
             self._bump()  # a known cost may open the fast lane: the worker looks again
         return len(done)
 

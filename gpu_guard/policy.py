@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
 
+from . import learned_peaks
 from .config import GuardConfig
 from .probes import Reading
 
@@ -71,7 +72,8 @@ class HeldPrompt:
     since: float  # monotonic time it entered the held set
     prompt: Mapping[str, Any] = field(repr=False, default_factory=dict)  # dropped with the HeldPrompt
     estimated: bool = False
-    estimated_bytes: Optional[int] = None
+    estimated_bytes: Optional[int] = None  # the learned peak when there is one, else the nodes' estimate
+    need_source: str = learned_peaks.UNKNOWN
     alerted: bool = False
     priority_class: Optional[str] = None
 
@@ -153,10 +155,14 @@ class Policy:
         """[(prompt id, graph)] of the held prompts without an estimate yet (to compute outside the lock)."""
         return [(h.prompt_id, h.prompt) for h in self.held.values() if not h.estimated]
 
-    def set_estimate(self, prompt_id: str, estimated_bytes: Optional[int]) -> None:
+    def set_estimate(self, prompt_id: str, estimated_bytes: Optional[int], need_source: Optional[str] = None) -> None:
+        """`estimated_bytes`: the prompt's need (gpu_guard.learned_peaks.need_of: the learned peak when
+        there is one, else its nodes' estimate); `need_source` says which."""
         held = self.held.get(prompt_id)
         if held is not None and not held.estimated:
             held.estimated_bytes, held.estimated = estimated_bytes, True
+            held.need_source = need_source or (learned_peaks.UNKNOWN if estimated_bytes is None
+                                               else learned_peaks.ESTIMATED)
             if prompt_id in self._checked:
                 self._checked.discard(prompt_id)  # it may fit now that its cost is known
 
@@ -168,7 +174,7 @@ class Policy:
     # -- decisions -----------------------------------------------------------------------------------
 
     def decide(self, entry: QueueEntry, now: float, gate_closed: bool, reading: Optional[Reading],
-               by_pressure: bool, estimate: Optional[int] = None) -> tuple:
+               by_pressure: bool, estimate: Optional[int] = None, need_source: Optional[str] = None) -> tuple:
         """One entry on its own (`estimate`: its cost, made outside the lock): (Verdict, HeldPrompt that
         left the held set or None, HeldPrompt that joined or None)."""
         if not gate_closed:
@@ -178,7 +184,7 @@ class Policy:
         if held is None:
             held = joined = _held_from(entry, now)
             self._add(held)
-        self.set_estimate(held.prompt_id, estimate)
+        self.set_estimate(held.prompt_id, estimate, need_source)
         failed = self._timed_out(held, now)
         if failed is not None:
             return failed, self._remove(held.prompt_id), joined
@@ -285,6 +291,7 @@ class Policy:
 
     def held_list(self, now: float) -> list:
         return [{"prompt_id": h.prompt_id, "number": h.number, "position": i, "waited_s": round(now - h.since, 3),
-                 "client_id": h.client_id, "estimated_bytes": h.estimate(),
+                 "client_id": h.client_id, "estimated_bytes": h.estimate(), "need_source": h.need_source,
+                 "learned_bytes": h.estimated_bytes if h.need_source == learned_peaks.LEARNED else None,
                  "priority_class": h.priority_class or "normal"}
                 for i, h in enumerate(self.ordered(), start=1)]

@@ -5,14 +5,17 @@ Each part is attached on its own; a part that fails is logged and skipped, the o
 from __future__ import annotations
 
 import logging
+import os
 
-from .. import estimators
+from .. import estimators, learned_peaks
+from ..peak_meters import make_peak_meter
 from .admission import PromptAdmission
 from .comfy_memory import comfy_loaded_models, measured_device
 from .compute_device import comfy_compute_device
 from .events import failed_prompt_notifier, forward_guard_events
 from . import neighbour_glue
 from .dynamic_vram import IdleModels
+from .oom_hook import OomHook, comfy_oom_types
 from .operations import make_ops, start_ops
 from .persistence import QueuePersistence
 from .priority_lanes import on_prompt_handler
@@ -35,6 +38,24 @@ def comfy_node_class(class_type):
         return None
 
 
+def _learned_table(guard):
+    """The learned-peak table, persisted next to the config file and the journal (in memory only when
+    ComfyUI's user directory is unknown); installed for the fast lane and the rescue."""
+    folder = os.path.dirname(os.path.abspath(guard.config_file)) if guard.config_file else None
+    path = os.path.join(folder, learned_peaks.FILE_NAME) if folder else None
+    table = learned_peaks.LearnedPeaks(path, guard.config.learned_peaks_max).load()
+    learned_peaks.install(table)
+    return table
+
+
+def _peak_meter(probe, compute):
+    try:
+        return make_peak_meter(probe, compute.type, compute.index)
+    except Exception:  # noqa: BLE001 - without a meter nothing is learned; the rescue still works
+        _log.exception("VRAM guard: cannot measure prompt peaks on %s; nothing is learned", compute)
+        return None
+
+
 class ComfyAdapter:
     def __init__(self, guard, server, loaded_models=comfy_loaded_models, device=comfy_compute_device,
                  node_class=comfy_node_class):
@@ -50,6 +71,8 @@ class ComfyAdapter:
         self.hook.on_worker_idle = self.idle_models.measure_on_worker  # aimdo is read on the worker only
         if getattr(guard.probe, "follows_comfy", False):
             attach_sim_device(guard.probe, self.hook, loaded_models, models_on)
+        self.oom = OomHook(guard, server, self.queue, self.hook, _learned_table(guard),
+                           _peak_meter(guard.probe, compute_device), comfy_oom_types())
         self.persistence = QueuePersistence(guard, server, self.queue, self.hook.original_get,
                                             on_failed=failed_prompt_notifier(server))
         self.admission = PromptAdmission(guard, self.queue)
@@ -64,7 +87,7 @@ class ComfyAdapter:
     def stats(self) -> dict:
         return {**self.hook.stats(), "rejected_prompts": self.admission.rejected,
                 "attached": list(self.attached), "journal": self.persistence.status(),
-                "dynamic_vram": self.idle_models.status()}
+                "dynamic_vram": self.idle_models.status(), "oom_rescue": self.oom.status()}
 
     def metrics_text(self) -> bytes:
         """The adapter's own counter in Prometheus text format (the core's registry has the rest)."""
@@ -80,6 +103,7 @@ class ComfyAdapter:
         lazy install), so routes go straight to the app's router, /api twins included."""
         self._step("journal", lambda: self.persistence.open(self.hook))  # before the hook sees a change
         self._step("queue hook", self.hook.install)
+        self._step("oom rescue", self.oom.install)
         self._step("prompt admission", lambda: self.server.app.middlewares.append(self.admission.middleware))
         self._step("priority classes", lambda: self.server.add_on_prompt_handler(on_prompt_handler(self.guard)))
         self._step("routes", lambda: self._add_routes(routes_frozen_into_app))

@@ -69,6 +69,9 @@ class QueueHook:
         # must not be read from another thread (aimdo's VBAR list, gpu_guard.dynamic_vram)
         self.on_worker_idle = None
         self._idle_measure_failed = False
+        # hold_first(item) -> True while the heap's first prompt must wait whatever the gate says
+        # (a prompt the OOM rescue put back, until its need is free), under the queue's mutex
+        self.hold_first = None
 
     # installation -------------------------------------------------------------------------
 
@@ -225,6 +228,8 @@ class QueueHook:
         one prompt runs in the fast lane."""
         heap = self.queue.queue
         first = heap[0]
+        if self.hold_first is not None and self.hold_first(first):
+            return None
         views = []
 
         def view():  # the guard asks for it only with the gate closed (we hold the mutex)

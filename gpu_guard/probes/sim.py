@@ -36,11 +36,20 @@ class SimDevice:
         self._lock = threading.Lock()
         self.reserved = 0  # what the allocator holds from the device
         self.active = 0  # what the running prompt's tensors occupy (0 between prompts)
+        self.peak = 0  # the most `active` reached since the running prompt started (its measured peak)
 
     def prompt_started(self, working_bytes: int) -> None:
         with self._lock:
             self.active = max(0, int(working_bytes))
             self.reserved = max(self.reserved, self.active)
+            self.peak = self.active
+
+    def allocate(self, extra_bytes: int) -> None:
+        """The running prompt takes more than its estimate (a drill node allocating on the device)."""
+        with self._lock:
+            self.active += max(0, int(extra_bytes))
+            self.reserved = max(self.reserved, self.active)
+            self.peak = max(self.peak, self.active)
 
     def prompt_finished(self) -> None:
         with self._lock:

@@ -22,7 +22,7 @@ def test_status_has_the_contract_shape_and_is_json(make_guard, at_ratio):
     assert status["thresholds"] == {"pause_at": 0.85, "resume_at": 0.75}
     (held,) = status["held"]
     assert set(held) == {"prompt_id", "number", "position", "waited_s", "client_id", "estimated_bytes",
-                         "priority_class"}
+                         "need_source", "learned_bytes", "priority_class"}
     assert held["priority_class"] == "normal"
     (transition,) = status["transitions"]
     assert set(transition) == {"at", "from", "to", "ratio", "reason"}
