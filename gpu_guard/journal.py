@@ -2,15 +2,24 @@
 (gpu_guard.journal_store) so that a restart of ComfyUI, or a crash, does not drop them.
 
 `sync` is handed the whole pending set at every queue change (under the queue's mutex): it works
-out what changed against the ids it knows, with set operations, and hands the changes to a writer
-thread. The writer encodes the items and commits each batch in one transaction, off the queue's
-mutex, so neither `/prompt` nor the worker waits for SQLite; a burst of changes becomes one commit.
-A change is committed a few milliseconds after it happened: a crash inside that window loses it
-(`unwritten` says how many wait; `flush` waits for them).
+out what changed against the ids it knows, with set operations. A new prompt is encoded right there,
+at put time: the journal keeps what was submitted, never what a node writes into the prompt later
+(ComfyUI stores IS_CHANGED results, NaN included, in the prompt dict while it runs). Non-finite floats
+are written as NaN / Infinity and read back as such.
+
+A writer thread commits each batch of changes in one transaction, off the queue's mutex: a burst of
+puts becomes one commit (group commit). Every change gets a sequence number; `when_committed` calls
+back once everything handed over up to now is committed, which is how `/prompt` answers only after
+its prompt is on disk. Pops and task_done are not waited for (losing them means at-least-once).
+
+While writes fail (disk full, read-only, locked) the waiting changes are compacted to the current
+set at every retry: a prompt that came and went while the disk was full leaves nothing behind, so
+memory follows the live queue, not the traffic. `backlog_bytes` says how much waits; past
+BACKLOG_LIMIT_BYTES `over_limit` says so (status, metric, log, event).
 
 The sensitive part of a queue item (ComfyUI's index 5: API keys that ComfyUI strips from history)
 is never written; only the names of its keys are kept, so a restored prompt can say what it lost.
-Nothing here imports ComfyUI; in memory it keeps prompt ids, and items only until they are written.
+Nothing here imports ComfyUI; in memory it keeps prompt ids, and encoded rows only until written.
 """
 from __future__ import annotations
 
@@ -28,6 +37,9 @@ log = logging.getLogger("gpu_guard.journal")
 FILE_NAME = "gpu_guard_journal.sqlite3"
 SENSITIVE_INDEX = 5  # ComfyUI's queue item: (number, prompt_id, prompt, extra_data, outputs, sensitive)
 RETRY_S = 1.0  # after a failed write, the writer tries the same changes again this much later
+# Encoded rows waiting for a failing disk beyond this are reported loudly (they are still kept: they are
+# the prompts queued now, which ComfyUI holds in memory anyway)
+BACKLOG_LIMIT_BYTES = 64 * 1024 * 1024
 # Every this many queue changes the whole pending set is compared (heals a change nobody announced)
 FULL_SYNC_EVERY = 64
 
@@ -54,26 +66,37 @@ class LoadResult:
 
 class Journal:
     """The pending set of one ComfyUI in `path`. `sensitive_keys`: extra_data keys that are never
-    written even when a ComfyUI release leaves them in extra_data (older ones have no index 5)."""
+    written even when a ComfyUI release leaves them in extra_data (older ones have no index 5).
+    `on_state`: called on the writer thread with (event kind, details) when writes start failing,
+    work again, or the backlog passes BACKLOG_LIMIT_BYTES (for the event log)."""
 
     def __init__(self, path: str, sensitive_keys: Iterable[str] = (), wall: Callable[[], float] = time.time,
-                 retry_s: float = RETRY_S):
+                 retry_s: float = RETRY_S, backlog_limit_bytes: int = BACKLOG_LIMIT_BYTES,
+                 on_state: Optional[Callable[[str, dict], None]] = None):
         self.path = path
         self.sensitive_keys = frozenset(sensitive_keys)
         self._store = JournalStore(path, wall)
         self._retry_s = retry_s
+        self._backlog_limit = backlog_limit_bytes
+        self._on_state = on_state
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         # the journal's view, as handed to the writer: prompt ids only
         self._ids: set = set()
         self._running: set = set()
         self._restoring: set = set()  # loaded and not yet put back: a queue change must not delete them
-        self._changes: list = []  # (kind, prompt_id, item or None), waiting for the writer
+        self._changes: list = []  # (kind, prompt_id, row or None), waiting for the writer
         self._writing = 0  # changes the writer has taken and not yet committed
+        self._handed = 0  # sequence number of the last change handed over
+        self._committed = 0  # every change up to this sequence number is committed
+        self._waiters: list = []  # (sequence number, callback(committed: bool))
         self._fast_syncs = 0  # single-change syncs since the last whole comparison
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         self.write_errors = 0
+        self.unencodable = 0
+        self.backlog_bytes = 0  # encoded rows waiting (measured at each failed write)
+        self.over_limit = False
         self._write_problem: Optional[str] = None
 
     # -- state --------------------------------------------------------------------------------------
@@ -85,6 +108,11 @@ class Journal:
     @property
     def problem(self) -> Optional[str]:
         return self._write_problem or self._store.problem
+
+    @property
+    def failing(self) -> bool:
+        """True while writes fail (from the first failure until a write works again)."""
+        return self._write_problem is not None
 
     @property
     def moved_aside(self) -> Optional[str]:
@@ -125,7 +153,7 @@ class Journal:
     def sync(self, pending, running: Iterable) -> None:
         """Make the journal hold exactly these queue items (`pending`: the heap, `running`: the
         items ComfyUI runs now); prompts loaded by `open` and not yet put back are kept. Called under
-        the queue's mutex, so it only works out the change; the writer thread writes it."""
+        the queue's mutex: it works out the change and encodes new items; the writer thread writes."""
         if not self._store.active:
             return
         running_items = list(running)
@@ -137,6 +165,14 @@ class Journal:
                     return
             self._fast_syncs = 0
             self._full_sync({item[1] for item in pending}, pending, running_ids, running_items)
+
+    def _add(self, kind, prompt_id, item=None) -> None:
+        """Hand one change to the writer (under the lock); an insert is encoded now, at put time."""
+        row = self._encode(prompt_id, item) if kind == _INSERT else None
+        if kind == _INSERT and row is None:
+            return  # cannot be encoded: logged, counted, never written
+        self._changes.append((kind, prompt_id, row))
+        self._handed += 1
 
     def _one_change(self, heap, running_ids, running_items) -> bool:
         """ComfyUI calls queue_updated after every single change, so between two calls the pending
@@ -155,7 +191,7 @@ class Journal:
             while True:
                 item = heap[index]
                 if item[1] not in ids:
-                    self._changes.append((_INSERT, item[1], item))
+                    self._add(_INSERT, item[1], item)
                     ids.add(item[1])
                     self._changed.notify()
                     return True
@@ -168,14 +204,14 @@ class Journal:
             if started not in ids:
                 return False
             known_running.add(started)  # a pop: ComfyUI's get moved it to currently_running
-            self._changes.append((_RUNNING, started, None))
+            self._add(_RUNNING, started)
             self._changed.notify()
             return True
         if len(running_ids) == len(known_running) - 1 and queued == known_pending and running_ids <= known_running:
             (done,) = known_running - running_ids
             known_running.discard(done)  # task_done: it left the queue for /history
             ids.discard(done)
-            self._changes.append((_DELETE, done, None))
+            self._add(_DELETE, done)
             self._changed.notify()
             return True
         return False
@@ -192,17 +228,16 @@ class Journal:
         back = self._restoring & present
         if not (new or gone or to_running or to_pending or back):
             return
-        changes = self._changes
         if new:
             for item in _items_of(new, pending, running_items):
-                changes.append((_INSERT, item[1], item))
+                self._add(_INSERT, item[1], item)
             ids |= new
         for prompt_id in to_running:
-            changes.append((_RUNNING, prompt_id, None))
+            self._add(_RUNNING, prompt_id)
         for prompt_id in to_pending:
-            changes.append((_NOT_RUNNING, prompt_id, None))
+            self._add(_NOT_RUNNING, prompt_id)
         for prompt_id in gone:
-            changes.append((_DELETE, prompt_id, None))
+            self._add(_DELETE, prompt_id)
         self._running = (self._running | to_running) - to_pending - gone
         ids -= gone
         self._restoring -= back
@@ -216,9 +251,23 @@ class Journal:
                 self._restoring.discard(prompt_id)
                 self._ids.discard(prompt_id)
                 self._running.discard(prompt_id)
-                self._changes.append((_DELETE, prompt_id, None))
+                self._add(_DELETE, prompt_id)
             if gone:
                 self._changed.notify()
+
+    def when_committed(self, callback: Callable[[bool], None]) -> None:
+        """Call `callback(True)` once every change handed over so far is committed (on the writer
+        thread, or here at once when nothing waits), or `callback(False)` at once while writes fail
+        or the journal is off, and when the next write fails. Never raises into the caller."""
+        with self._lock:
+            if self._committed >= self._handed:
+                result = True
+            elif self._write_problem is not None or self._thread is None or self._stop:
+                result = False
+            else:
+                self._waiters.append((self._handed, callback))
+                return
+        _call(callback, result)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every change handed over so far is committed; False on timeout."""
@@ -236,6 +285,10 @@ class Journal:
             self._thread.join(timeout)
             self._thread = None
         self._store.close()
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+        for _seq, callback in waiters:
+            _call(callback, False)
 
     # -- the writer ---------------------------------------------------------------------------------
 
@@ -247,6 +300,7 @@ class Journal:
                     return
                 batch, self._changes = self._changes, []
                 self._writing = len(batch)
+                batch_end = self._handed
             try:
                 ok = self._write(batch)
             except Exception:  # noqa: BLE001 - the writer must outlive any bug
@@ -254,30 +308,54 @@ class Journal:
                 ok = False
             with self._changed:
                 self._writing = 0
-                if not ok:
-                    self._changes = batch + self._changes  # the same changes, again, in order
+                if ok:
+                    self._committed = batch_end
+                    done = [cb for seq, cb in self._waiters if seq <= batch_end]
+                    self._waiters = [(seq, cb) for seq, cb in self._waiters if seq > batch_end]
+                else:
+                    # the same changes again, in order, compacted to the current set: memory follows
+                    # the live queue however long the disk stays full
+                    self._changes = _compact(batch + self._changes)
+                    done, self._waiters = [cb for _seq, cb in self._waiters], []
+                    self._measure_backlog()
                 self._changed.notify_all()
-                if not ok:
+            for callback in done:
+                _call(callback, ok)
+            if not ok:
+                with self._changed:
                     self._changed.wait_for(lambda: self._stop, self._retry_s)
                     if self._stop:
                         return
 
+    def _measure_backlog(self) -> None:
+        """Under the lock, after a failed write: the bytes waiting, and the loud edge past the limit."""
+        self.backlog_bytes = sum(len(row[2]) for _kind, _pid, row in self._changes if row is not None)
+        over = self.backlog_bytes > self._backlog_limit
+        if over and not self.over_limit:
+            log.error("VRAM guard journal: %d MB of prompts wait for the failing journal %s (limit %d MB); "
+                      "they are lost if ComfyUI stops - free space on that disk",
+                      self.backlog_bytes // 2**20, self.path, self._backlog_limit // 2**20)
+            self._state("journal_backlog", {"backlog_bytes": self.backlog_bytes, "limit_bytes": self._backlog_limit})
+        self.over_limit = over
+
+    def _state(self, kind: str, details: dict) -> None:
+        if self._on_state is not None:
+            try:
+                self._on_state(kind, details)
+            except Exception:  # noqa: BLE001 - a listener must not stop the writer
+                log.exception("VRAM guard journal: the state listener failed")
+
     def _write(self, batch) -> bool:
-        final: dict = {}  # prompt id -> [item or None, deleted, running or None]
-        for kind, prompt_id, item in batch:
+        final: dict = {}  # prompt id -> [row or None, deleted, running or None]
+        for kind, prompt_id, row in batch:
             entry = final.setdefault(prompt_id, [None, False, None])
             if kind == _INSERT:
-                entry[0], entry[1] = item, False
+                entry[0], entry[1] = row, False
             elif kind == _DELETE:
                 entry[0], entry[1], entry[2] = None, True, False
             else:
                 entry[2] = kind == _RUNNING
-        inserts = []
-        for prompt_id, (item, _deleted, _running) in final.items():
-            if item is not None:
-                row = self._encode(prompt_id, item)
-                if row is not None:
-                    inserts.append(row)
+        inserts = [entry[0] for entry in final.values() if entry[0] is not None]
         try:
             self._store.write(
                 inserts,
@@ -288,11 +366,15 @@ class Journal:
             self.write_errors += 1
             if self._write_problem is None:
                 self._write_problem = f"writing the journal {self.path} failed ({error}); retrying every {self._retry_s:g} s"
-                log.error("VRAM guard journal: %s - changes since then are lost if ComfyUI stops", self._write_problem)
+                log.error("VRAM guard journal: %s - /prompt answers without waiting for the journal, and "
+                          "changes since then are lost if ComfyUI stops", self._write_problem)
+                self._state("journal_failing", {"error": str(error)})
             return False
         if self._write_problem is not None:
             self._write_problem = None
-            log.warning("VRAM guard journal: writing %s works again", self.path)
+            self.backlog_bytes, self.over_limit = 0, False
+            log.warning("VRAM guard journal: writing %s works again; the waiting changes are committed", self.path)
+            self._state("journal_recovered", {})
         return True
 
     def _encode(self, prompt_id, item):
@@ -306,15 +388,42 @@ class Journal:
             try:
                 item_json = encode_item(kept, len(item) > SENSITIVE_INDEX)
                 break
-            except RuntimeError:  # a dict changed while it was read (another pack): once more
+            except RuntimeError:  # a dict changed while it was read (another pack's thread): once more
                 if attempt == 2:
                     raise
             except (TypeError, ValueError) as error:
+                self.unencodable += 1
                 log.error("VRAM guard journal: prompt %s cannot be journaled (%s); it is lost if ComfyUI stops "
                           "before it runs", prompt_id, error)
                 return None
         number = item[0] if isinstance(item[0], (int, float)) and not isinstance(item[0], bool) else 0
         return (str(prompt_id), float(number), item_json, json.dumps(sorted(keys)))
+
+
+def _call(callback, committed: bool) -> None:
+    try:
+        callback(committed)
+    except Exception:  # noqa: BLE001 - a waiter's bug must not stop the writer
+        log.exception("VRAM guard journal: a commit callback failed")
+
+
+def _compact(changes: list) -> list:
+    """The same effect in fewer changes, per prompt id: the last delete of a committed row, the last
+    insert, the last running mark (in that order). An insert that a later delete undoes before either
+    was written leaves nothing."""
+    final: dict = {}  # prompt id -> [delete or None, insert or None, running mark or None]
+    for change in changes:
+        kind, prompt_id, _row = change
+        entry = final.setdefault(prompt_id, [None, None, None])
+        if kind == _INSERT:
+            entry[1], entry[2] = change, None
+        elif kind == _DELETE:
+            if entry[1] is None:
+                entry[0] = change  # the row is on disk: it must be deleted there
+            entry[1] = entry[2] = None
+        else:
+            entry[2] = change
+    return [change for entry in final.values() for change in entry if change is not None]
 
 
 def _items_of(wanted: set, pending, running_items) -> list:

@@ -168,7 +168,9 @@ class JournalStore:
 
 
 def encode_item(kept: list, had_sensitive: bool) -> str:
-    return json.dumps({"item": kept, "had_sensitive": had_sensitive}, separators=(",", ":"), allow_nan=False)
+    # allow_nan: a prompt may carry NaN or Infinity (a float input, or what a pack put in extra_data);
+    # Python writes them as NaN / Infinity and json.loads reads them back as the same floats
+    return json.dumps({"item": kept, "had_sensitive": had_sensitive}, separators=(",", ":"), allow_nan=True)
 
 
 class _NewerSchema(Exception):

@@ -74,8 +74,9 @@ class ComfyAdapter:
         self.hook = QueueHook(guard, self.queue, loaded_models, on_failed=failed_prompt_notifier(server))
         self.persistence = QueuePersistence(guard, server, self.queue, self.hook.original_get,
                                             on_failed=failed_prompt_notifier(server))
-        self.admission = PromptAdmission(guard, self.queue)
+        self.admission = PromptAdmission(guard, self.queue, committed=self.persistence.committed)
         self.ops = make_ops(guard, getattr(server, "port", None))
+        self.persistence.on_event = self.ops.handle
         self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text, ops=self.ops,
                                   worker_watched=lambda: "queue hook" in self.attached)
         self.attached = []

@@ -19,9 +19,15 @@ def event_log_path(guard):
 
 def make_ops(guard, port=None) -> OpsService:
     source = socket.gethostname() + (f":{port}" if port else "")
-    return OpsService(lambda: guard.config, event_log_path(guard),
-                      snapshot=lambda: {"held": len(guard.status()["held"])},
+    return OpsService(lambda: guard.config, event_log_path(guard), snapshot=lambda: rule_snapshot(guard.status()),
                       source=source, shown_value=config_module.shown_value)
+
+
+def rule_snapshot(status: dict) -> dict:
+    """What the alert rules read live: prompts held now, and whether the sensor has read in this life
+    with no error since (evidence that a sensor alert restored from the log is over)."""
+    probe = status.get("probe") or {}
+    return {"held": len(status["held"]), "sensor_reads": status.get("reading") is not None and bool(probe.get("ok"))}
 
 
 def start_ops(guard, ops: OpsService):

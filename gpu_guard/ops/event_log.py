@@ -24,10 +24,11 @@ FILE_NAME = "gpu_guard_events.jsonl"
 TAIL_BYTES = 64 * 1024  # enough to hold the last complete line of a file (a line is well under 4 KiB)
 MAX_LIMIT = 1000
 # the guard's operational event kinds (tests/ops/test_event_log.py checks guard.py against this), plus
-# "alert": a notification the webhook rules sent
+# "alert": a notification the webhook rules sent, and the journal's own (gpu_guard.journal): writes
+# started failing, work again, the unwritten prompts passed the backlog limit
 KINDS = ("pause", "resume", "hold_start", "hold_end", "rejected", "hold_timeout", "reclaim", "sensor_failure",
          "sensor_recovered", "config_change", "fast_lane", "unguarded", "operator_pause", "operator_resume",
-         "drain", "drain_cancel", "alert")
+         "drain", "drain_cancel", "alert", "journal_failing", "journal_recovered", "journal_backlog")
 
 
 def iso_utc(at: float) -> str:

@@ -37,10 +37,11 @@ class OpsService:
                  shown_value: Callable[[str, Any], Any] = lambda name, value: value,
                  wall: Callable[[], float] = time.time, day_start: Callable[[float], float] = local_day_start,
                  next_start: Callable[[float], float] = next_day_start, tick_s: float = 1.0,
-                 backoff_s: float = 1.0, post: Callable = http_post):
+                 backoff_s: float = 1.0, post: Callable = http_post, sender_options: Optional[dict] = None):
         self._settings, self._snapshot, self._shown_value = settings, snapshot, shown_value
         self.source = source or socket.gethostname()
         self._wall, self._tick_s, self._backoff_s, self._post = wall, tick_s, backoff_s, post
+        self._sender_options = dict(sender_options or {})  # e.g. address_check, for tests
         self.metrics = OpsMetrics()
         self.counters = DayCounters(day_start, next_start)
         self._day_start = day_start
@@ -216,7 +217,9 @@ class OpsService:
                         target, self.metrics, self.source,
                         retries=lambda: self._settings().webhook_retries,
                         timeout_s=lambda: self._settings().webhook_timeout_s,
-                        backoff_s=self._backoff_s, post=self._post, wall=self._wall)
+                        backoff_s=self._backoff_s, post=self._post, wall=self._wall,
+                        allow_hosts=lambda: getattr(self._settings(), "webhook_allow_hosts", ()),
+                        **self._sender_options)
             self._targets = targets
         for sender in old.values():
             sender.stop(0.5)
@@ -229,7 +232,8 @@ class OpsService:
     def status(self) -> dict:
         """`today` and `ops` for the guard's status object."""
         with self._lock:
-            alerts = {"firing": self.rules.firing(), "suppressed_by_cooldown": self.rules.suppressed}
+            alerts = {"firing": self.rules.firing(), "suppressed_by_cooldown": self.rules.suppressed,
+                      "restored_unconfirmed": self.rules.unconfirmed()}
             webhooks = [s.view() for s in self._senders.values()]
         event_log = {"enabled": False}
         if self.event_log is not None:
