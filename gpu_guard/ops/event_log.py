@@ -210,7 +210,16 @@ class EventLog:
                     if r.get("kind") in wanted and float(r.get("at") or 0) >= since_at]
 
     def size_bytes(self) -> int:
-        return sum(os.path.getsize(p) for p in self.paths_oldest_first())
+        """Bytes of all the log's files; under the lock, so a rotation never renames a file between
+        listing and measuring it (that made /gpu_guard/status answer 500)."""
+        with self._lock:
+            total = 0
+            for path in self.paths_oldest_first():
+                try:
+                    total += os.path.getsize(path)
+                except FileNotFoundError:  # removed by hand, or by another process: not ours to count
+                    pass
+            return total
 
 
 def _parse(line: bytes) -> Optional[dict]:
