@@ -57,11 +57,15 @@ class JournaledPrompt:
     item: tuple
     sensitive_keys: tuple
 
+    @property
+    def key(self) -> tuple:
+        return (_number(self.number), str(self.prompt_id))
+
 
 @dataclass
 class LoadResult:
     prompts: list  # JournaledPrompt in ComfyUI's priority order (number, then prompt id)
-    dropped: list  # (prompt_id, reason) of rows that could not be read back
+    dropped: list  # (key, reason) of rows that could not be read back; key = (number, prompt_id)
 
 
 class Journal:
@@ -81,11 +85,12 @@ class Journal:
         self._on_state = on_state
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        # the journal's view, as handed to the writer: prompt ids only
+        # the journal's view, as handed to the writer: keys only. A key is (number, prompt id): a client
+        # may choose the prompt id, so two queued prompts can share one; ComfyUI's number tells them apart
         self._ids: set = set()
         self._running: set = set()
         self._restoring: set = set()  # loaded and not yet put back: a queue change must not delete them
-        self._changes: list = []  # (kind, prompt_id, row or None), waiting for the writer
+        self._changes: list = []  # (kind, key, row or None), waiting for the writer
         self._writing = 0  # changes the writer has taken and not yet committed
         self._handed = 0  # sequence number of the last change handed over
         self._committed = 0  # every change up to this sequence number is committed
@@ -138,11 +143,11 @@ class Journal:
             try:
                 prompts.append(_decode(row))
             except (ValueError, TypeError, IndexError, KeyError) as error:
-                dropped.append((row.prompt_id, f"its journal row cannot be read ({error})"))
+                dropped.append(((row.number, row.prompt_id), f"its journal row cannot be read ({error})"))
         with self._lock:
-            self._ids = {p.prompt_id for p in prompts} | {pid for pid, _ in dropped}
+            self._ids = {p.key for p in prompts} | {key for key, _ in dropped}
             self._restoring = set(self._ids)
-            self._running = {p.prompt_id for p in prompts if p.running}
+            self._running = {p.key for p in prompts if p.running}
         if self.active:
             self._thread = threading.Thread(target=self._write_loop, name="gpu-guard-journal", daemon=True)
             self._thread.start()
@@ -157,21 +162,21 @@ class Journal:
         if not self._store.active:
             return
         running_items = list(running)
-        running_ids = {item[1] for item in running_items}
+        running_ids = {_key(item) for item in running_items}
         with self._lock:
             if not self._restoring and self._fast_syncs < FULL_SYNC_EVERY:
                 self._fast_syncs += 1
                 if self._one_change(pending, running_ids, running_items):
                     return
             self._fast_syncs = 0
-            self._full_sync({item[1] for item in pending}, pending, running_ids, running_items)
+            self._full_sync({_key(item) for item in pending}, pending, running_ids, running_items)
 
-    def _add(self, kind, prompt_id, item=None) -> None:
+    def _add(self, kind, key, item=None) -> None:
         """Hand one change to the writer (under the lock); an insert is encoded now, at put time."""
-        row = self._encode(prompt_id, item) if kind == _INSERT else None
+        row = self._encode(key[1], item) if kind == _INSERT else None
         if kind == _INSERT and row is None:
             return  # cannot be encoded: logged, counted, never written
-        self._changes.append((kind, prompt_id, row))
+        self._changes.append((kind, key, row))
         self._handed += 1
 
     def _one_change(self, heap, running_ids, running_items) -> bool:
@@ -190,9 +195,10 @@ class Journal:
             index = queued - 1  # heappush appends, then moves the item up towards the root
             while True:
                 item = heap[index]
-                if item[1] not in ids:
-                    self._add(_INSERT, item[1], item)
-                    ids.add(item[1])
+                key = _key(item)
+                if key not in ids:
+                    self._add(_INSERT, key, item)
+                    ids.add(key)
                     self._changed.notify()
                     return True
                 if index == 0:
@@ -230,28 +236,29 @@ class Journal:
             return
         if new:
             for item in _items_of(new, pending, running_items):
-                self._add(_INSERT, item[1], item)
+                self._add(_INSERT, _key(item), item)
             ids |= new
-        for prompt_id in to_running:
-            self._add(_RUNNING, prompt_id)
-        for prompt_id in to_pending:
-            self._add(_NOT_RUNNING, prompt_id)
-        for prompt_id in gone:
-            self._add(_DELETE, prompt_id)
+        for key in to_running:
+            self._add(_RUNNING, key)
+        for key in to_pending:
+            self._add(_NOT_RUNNING, key)
+        for key in gone:
+            self._add(_DELETE, key)
         self._running = (self._running | to_running) - to_pending - gone
         ids -= gone
         self._restoring -= back
         self._changed.notify()
 
-    def forget(self, prompt_ids: Iterable) -> None:
-        """Delete rows loaded by `open` that will not be put back (failed validation, unreadable)."""
+    def forget(self, keys: Iterable) -> None:
+        """Delete rows loaded by `open` that will not be put back (failed validation, unreadable);
+        `keys`: JournaledPrompt.key, or the keys of LoadResult.dropped."""
         with self._lock:
-            gone = [pid for pid in prompt_ids if pid in self._restoring]
-            for prompt_id in gone:
-                self._restoring.discard(prompt_id)
-                self._ids.discard(prompt_id)
-                self._running.discard(prompt_id)
-                self._add(_DELETE, prompt_id)
+            gone = [key for key in keys if key in self._restoring]
+            for key in gone:
+                self._restoring.discard(key)
+                self._ids.discard(key)
+                self._running.discard(key)
+                self._add(_DELETE, key)
             if gone:
                 self._changed.notify()
 
@@ -303,6 +310,8 @@ class Journal:
                 batch_end = self._handed
             try:
                 ok = self._write(batch)
+                if ok and any(kind == _DELETE for kind, _key_, _row in batch):
+                    self._reclaim_if_empty()  # before flush() returns: the file is small again by then
             except Exception:  # noqa: BLE001 - the writer must outlive any bug
                 log.exception("VRAM guard journal: writing failed unexpectedly")
                 ok = False
@@ -327,6 +336,17 @@ class Journal:
                     if self._stop:
                         return
 
+    def _reclaim_if_empty(self) -> None:
+        """On the writer thread, after a commit that deleted rows: shrink the file once it is empty."""
+        with self._lock:
+            if self._ids or self._restoring or self._changes:
+                return
+        try:
+            if self._store.reclaim():
+                log.info("VRAM guard journal: the journal is empty; %s was vacuumed to reclaim its space", self.path)
+        except Exception as error:  # noqa: BLE001 - sqlite3.Error: reclaiming is an optimisation, never a failure
+            log.warning("VRAM guard journal: could not vacuum %s (%s)", self.path, error)
+
     def _measure_backlog(self) -> None:
         """Under the lock, after a failed write: the bytes waiting, and the loud edge past the limit."""
         self.backlog_bytes = sum(len(row[2]) for _kind, _pid, row in self._changes if row is not None)
@@ -346,9 +366,9 @@ class Journal:
                 log.exception("VRAM guard journal: the state listener failed")
 
     def _write(self, batch) -> bool:
-        final: dict = {}  # prompt id -> [row or None, deleted, running or None]
-        for kind, prompt_id, row in batch:
-            entry = final.setdefault(prompt_id, [None, False, None])
+        final: dict = {}  # key -> [row or None, deleted, running or None]
+        for kind, key, row in batch:
+            entry = final.setdefault(key, [None, False, None])
             if kind == _INSERT:
                 entry[0], entry[1] = row, False
             elif kind == _DELETE:
@@ -359,9 +379,9 @@ class Journal:
         try:
             self._store.write(
                 inserts,
-                running=[str(pid) for pid, entry in final.items() if entry[2] and not entry[1]],
-                not_running=[str(pid) for pid, entry in final.items() if entry[2] is False and not entry[1]],
-                deletes=[str(pid) for pid, entry in final.items() if entry[1]])
+                running=[_stored(key) for key, entry in final.items() if entry[2] and not entry[1]],
+                not_running=[_stored(key) for key, entry in final.items() if entry[2] is False and not entry[1]],
+                deletes=[_stored(key) for key, entry in final.items() if entry[1]])
         except Exception as error:  # noqa: BLE001 - sqlite3.Error, or the file went away
             self.write_errors += 1
             if self._write_problem is None:
@@ -396,8 +416,21 @@ class Journal:
                 log.error("VRAM guard journal: prompt %s cannot be journaled (%s); it is lost if ComfyUI stops "
                           "before it runs", prompt_id, error)
                 return None
-        number = item[0] if isinstance(item[0], (int, float)) and not isinstance(item[0], bool) else 0
-        return (str(prompt_id), float(number), item_json, json.dumps(sorted(keys)))
+        return (str(prompt_id), _number(item[0]), item_json, json.dumps(sorted(keys)))
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _key(item) -> tuple:
+    """(number, prompt id): ComfyUI's own order of the heap, and unique even when ids repeat."""
+    return (_number(item[0]), str(item[1]))
+
+
+def _stored(key) -> tuple:
+    """A key as the store takes it: (prompt id, number)."""
+    return (key[1], key[0])
 
 
 def _call(callback, committed: bool) -> None:
@@ -408,13 +441,13 @@ def _call(callback, committed: bool) -> None:
 
 
 def _compact(changes: list) -> list:
-    """The same effect in fewer changes, per prompt id: the last delete of a committed row, the last
+    """The same effect in fewer changes, per key: the last delete of a committed row, the last
     insert, the last running mark (in that order). An insert that a later delete undoes before either
     was written leaves nothing."""
-    final: dict = {}  # prompt id -> [delete or None, insert or None, running mark or None]
+    final: dict = {}  # key -> [delete or None, insert or None, running mark or None]
     for change in changes:
-        kind, prompt_id, _row = change
-        entry = final.setdefault(prompt_id, [None, None, None])
+        kind, key, _row = change
+        entry = final.setdefault(key, [None, None, None])
         if kind == _INSERT:
             entry[1], entry[2] = change, None
         elif kind == _DELETE:
@@ -431,15 +464,15 @@ def _items_of(wanted: set, pending, running_items) -> list:
     to the heap and ComfyUI's numbers grow, so a new prompt is almost always among the last items."""
     found, left = [], set(wanted)
     for item in running_items:
-        if item[1] in left:
+        if _key(item) in left:
             found.append(item)
-            left.discard(item[1])
+            left.discard(_key(item))
     for item in reversed(pending):
         if not left:
             break
-        if item[1] in left:
+        if _key(item) in left:
             found.append(item)
-            left.discard(item[1])
+            left.discard(_key(item))
     return found
 
 

@@ -2,19 +2,18 @@
 ComfyUI's user directory; the service gets the guard's live settings and its events."""
 from __future__ import annotations
 
-import os
 import socket
 
 from .. import config as config_module
 from ..ops import OpsService
 from ..ops.event_log import FILE_NAME
+from .user_dir import user_file
 
 
 def event_log_path(guard):
-    """The log's path, or None when ComfyUI's user directory is unknown (no config file either)."""
-    if not guard.config_file:
-        return None
-    return os.path.join(os.path.dirname(os.path.abspath(guard.config_file)), FILE_NAME)
+    """The log's path (named for this process when another one shares the user directory), or None
+    when ComfyUI's user directory is unknown or not ours to use."""
+    return user_file(guard, FILE_NAME)
 
 
 def make_ops(guard, port=None) -> OpsService:

@@ -21,12 +21,12 @@ import atexit
 import inspect
 import logging
 import math
-import os
 import threading
 from typing import Optional
 
 from ..journal import FILE_NAME, Journal
 from . import queue_ops
+from .user_dir import claim_note, user_file
 
 _log = logging.getLogger("gpu_guard.comfy")
 
@@ -62,10 +62,9 @@ def comfy_sensitive_keys():
 
 
 def journal_path(guard):
-    """Next to gpu_guard.json in ComfyUI's user directory, or None when that is unknown."""
-    if not guard.config_file:
-        return None
-    return os.path.join(os.path.dirname(os.path.abspath(guard.config_file)), FILE_NAME)
+    """Next to gpu_guard.json in ComfyUI's user directory, named for this process when another one
+    shares the directory (gpu_guard.dir_owner); None when unknown or not ours to use."""
+    return user_file(guard, FILE_NAME)
 
 
 class QueuePersistence:
@@ -99,9 +98,10 @@ class QueuePersistence:
             return
         path = journal_path(self.guard)
         if path is None:
-            self.note = "ComfyUI's user directory is unknown: prompts are not journaled"
+            self.note = claim_note(self.guard) or "ComfyUI's user directory is unknown: prompts are not journaled"
             _log.warning("VRAM guard: %s", self.note)
             return
+        self.note = claim_note(self.guard)  # another ComfyUI shares the directory: own names (said loudly)
         self.journal = Journal(path, self._sensitive_keys(), on_state=self._journal_state)
         loaded = self.journal.open()
         atexit.register(self.journal.close, CLOSE_WAIT_S)  # a normal stop writes what waits
@@ -186,9 +186,9 @@ class QueuePersistence:
                 except Exception as error:  # noqa: BLE001 - one prompt must not stop the rest
                     self._drop(prompt.prompt_id, f"it could not be put back ({type(error).__name__}: {error})")
                     _log.exception("VRAM guard: restoring prompt %s failed", prompt.prompt_id)
-            for prompt_id, reason in self._dropped:
+            for (_number, prompt_id), reason in self._dropped:
                 self._drop(prompt_id, reason)
-            self.journal.forget([p.prompt_id for p in self._to_restore] + [pid for pid, _ in self._dropped])
+            self.journal.forget([p.key for p in self._to_restore] + [key for key, _ in self._dropped])
             _log.info("VRAM guard: journal restored: %s", ", ".join(f"{k} {v}" for k, v in self.counts.items()))
         except Exception:  # noqa: BLE001 - ComfyUI must start whatever the journal holds
             _log.exception("VRAM guard: restoring the journal failed")

@@ -41,6 +41,14 @@ HISTORY_MAX_BYTES, HISTORY_FILES = 2 * 1024 * 1024, 2
 REJECTED_LINE_S = 5.0
 
 
+def history_path(log_path: str) -> str:
+    """gpu_guard_events.jsonl -> gpu_guard_pause_history.jsonl beside it (gpu_guard_events.cuda-1.jsonl ->
+    gpu_guard_pause_history.cuda-1.jsonl: a second ComfyUI on the same directory keeps its own)."""
+    folder, name = os.path.split(log_path)
+    stem, dot, rest = name.partition(".")
+    return os.path.join(folder, HISTORY_FILE_NAME.split(".")[0] + (dot + rest if rest else ".jsonl"))
+
+
 class _Flush:
     def __init__(self):
         self.done = threading.Event()
@@ -63,8 +71,7 @@ class OpsService:
         self.rules = RuleSet(settings)
         s = settings()
         self.event_log = EventLog(log_path, s.event_log_max_bytes, s.event_log_files) if log_path else None
-        self.history_log = (EventLog(os.path.join(os.path.dirname(log_path), HISTORY_FILE_NAME), HISTORY_MAX_BYTES,
-                                     HISTORY_FILES) if log_path else None)
+        self.history_log = EventLog(history_path(log_path), HISTORY_MAX_BYTES, HISTORY_FILES) if log_path else None
         self._rejected_line: Optional[dict] = None  # the 429s of the current span, not yet written
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._senders: dict = {}

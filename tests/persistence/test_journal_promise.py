@@ -3,6 +3,7 @@ time, `when_committed` answers once it is on disk, concurrent puts share one com
 fail memory follows the live queue and the journal catches up when the disk works again."""
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -122,4 +123,60 @@ def test_while_writes_fail_memory_follows_the_live_queue_and_the_journal_catches
     assert journal.flush(5) and not journal.failing and not journal.over_limit
     assert states == ["journal_failing", "journal_backlog", "journal_recovered"]
     assert rows_on_disk(path) == {f"p{n}" for n in range(3000, 3010)}
+    journal.close()
+
+
+def test_two_queued_prompts_with_the_same_client_chosen_id_are_both_kept(tmp_path):
+    path = tmp_path / FILE_NAME
+    journal, _ = opened(path)
+    twins = [item(1, "mine"), item(2, "mine")]
+    journal.sync(twins, [])
+    journal.sync(twins[1:], [twins[0]])  # the first one runs
+    journal.close()
+    loaded = opened(path)[1].prompts
+    assert [(p.prompt_id, p.number, p.running) for p in loaded] == [("mine", 1, True), ("mine", 2, False)]
+
+
+def test_a_schema_1_file_is_migrated_with_its_rows(tmp_path):
+    path = tmp_path / FILE_NAME
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE prompts (prompt_id TEXT PRIMARY KEY, number REAL NOT NULL, item TEXT NOT NULL,
+                              sensitive_keys TEXT NOT NULL, journaled_at REAL NOT NULL);
+        CREATE TABLE running (prompt_id TEXT PRIMARY KEY);
+        PRAGMA user_version=1;""")
+    for number, prompt_id in ((1, "a"), (2, "b")):
+        encoded = json.dumps({"item": list(item(number, prompt_id)[:5]), "had_sensitive": True})
+        db.execute("INSERT INTO prompts VALUES (?, ?, ?, '[]', 0)", (prompt_id, number, encoded))
+    db.execute("INSERT INTO running VALUES ('a')")
+    db.commit()
+    db.close()
+    journal, loaded = opened(path)
+    assert [(p.prompt_id, p.running) for p in loaded.prompts] == [("a", True), ("b", False)]
+    journal.close()
+    reader = sqlite3.connect(path)
+    assert reader.execute("PRAGMA user_version").fetchone()[0] == 2
+    reader.close()
+
+
+def test_the_file_shrinks_back_once_the_journal_is_empty(tmp_path):
+    path = tmp_path / FILE_NAME
+    journal, _ = opened(path)
+    big = {"1": {"class_type": "Note", "inputs": {"text": "x" * 100_000}}}
+    heap = [item(n, f"p{n}", graph=big) for n in range(100)]  # 10 MB of prompts
+    journal.sync(heap, [])
+    assert journal.flush(30)
+    files = [path, tmp_path / (FILE_NAME + "-wal")]
+    full = sum(f.stat().st_size for f in files if f.exists())
+    assert full > 10_000_000
+    journal.sync([], [])  # all gone (deleted or done)
+    assert journal.flush(30)
+    empty = sum(f.stat().st_size for f in files if f.exists())
+    assert empty < 200_000 and journal._store.reclaimed == 1, (full, empty)
+    journal.close()
+
+
+def test_commits_are_synchronous_full(tmp_path):
+    journal, _ = opened(tmp_path / FILE_NAME)
+    assert journal._store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # 2 = FULL
     journal.close()
