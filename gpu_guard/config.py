@@ -202,6 +202,10 @@ SETTINGS = (
             "workflows whose measured peak is remembered (least recently used out); 0 = learn nothing"),
     Setting("alert_ooms_per_hour", _number(0, 1_000_000, integer=True), True,
             "webhook alert when more prompts than this ran out of GPU memory in the last hour; 0 = off"),
+    # start-up only: a writer of the config over HTTP must not widen where alerts (and secrets) may go
+    Setting("webhook_allow_hosts", webhook_settings.parse_allow_hosts, False,
+            "the only hosts webhook targets may use (empty = any, except link-local and metadata addresses, "
+            "which must be listed here to be used); read at start-up only"),
     Setting("persist", _boolean, False,
             "journal the queued and held prompts in ComfyUI's user directory and restore them at start"),
     Setting("persist_running", _choice("rerun", "fail"), True,
@@ -252,6 +256,7 @@ class GuardConfig:
     oom_retries: int = 2
     learned_peaks_max: int = 2000
     alert_ooms_per_hour: int = 0
+    webhook_allow_hosts: tuple = ()
     persist: bool = True
     persist_running: str = "rerun"
 
@@ -337,6 +342,10 @@ def load(config_file: Optional[str] = None, environ: Optional[Mapping[str, str]]
         problems.append(f"{message}; using the defaults pause_at={GuardConfig.pause_at} "
                         f"resume_at={GuardConfig.resume_at}")
         values["pause_at"], values["resume_at"] = GuardConfig.pause_at, GuardConfig.resume_at
+    host_problems = webhook_settings.targets_host_problems(values["webhooks"], values["webhook_allow_hosts"])
+    if host_problems:
+        problems.extend(f"webhooks {message}; no webhook target is used" for message in host_problems)
+        values["webhooks"] = ()
     for message in problems:
         log.error("VRAM guard setting: %s", message)
     token = environ.get(TOKEN_ENV) or None
@@ -365,7 +374,9 @@ def validate_update(current: GuardConfig, partial: Any, pinned: frozenset) -> tu
             except ValueError as e:
                 errors.append(f"{key} {e}")
     if not errors:
-        errors = cross_check(values)
+        errors = cross_check(values) + [
+            f"webhooks {message}" for message in
+            webhook_settings.targets_host_problems(values["webhooks"], values["webhook_allow_hosts"])]
     return (None, errors) if errors else (GuardConfig(**values), [])
 
 

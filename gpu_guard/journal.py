@@ -2,15 +2,24 @@
 (gpu_guard.journal_store) so that a restart of ComfyUI, or a crash, does not drop them.
 
 `sync` is handed the whole pending set at every queue change (under the queue's mutex): it works
-out what changed against the ids it knows, with set operations, and hands the changes to a writer
-thread. The writer encodes the items and commits each batch in one transaction, off the queue's
-mutex, so neither `/prompt` nor the worker waits for SQLite; a burst of changes becomes one commit.
-A change is committed a few milliseconds after it happened: a crash inside that window loses it
-(`unwritten` says how many wait; `flush` waits for them).
+out what changed against the ids it knows, with set operations. A new prompt is encoded right there,
+at put time: the journal keeps what was submitted, never what a node writes into the prompt later
+(ComfyUI stores IS_CHANGED results, NaN included, in the prompt dict while it runs). Non-finite floats
+are written as NaN / Infinity and read back as such.
+
+A writer thread commits each batch of changes in one transaction, off the queue's mutex: a burst of
+puts becomes one commit (group commit). Every change gets a sequence number; `when_committed` calls
+back once everything handed over up to now is committed, which is how `/prompt` answers only after
+its prompt is on disk. Pops and task_done are not waited for (losing them means at-least-once).
+
+While writes fail (disk full, read-only, locked) the waiting changes are compacted to the current
+set at every retry: a prompt that came and went while the disk was full leaves nothing behind, so
+memory follows the live queue, not the traffic. `backlog_bytes` says how much waits; past
+BACKLOG_LIMIT_BYTES `over_limit` says so (status, metric, log, event).
 
 The sensitive part of a queue item (ComfyUI's index 5: API keys that ComfyUI strips from history)
 is never written; only the names of its keys are kept, so a restored prompt can say what it lost.
-Nothing here imports ComfyUI; in memory it keeps prompt ids, and items only until they are written.
+Nothing here imports ComfyUI; in memory it keeps prompt ids, and encoded rows only until written.
 """
 from __future__ import annotations
 
@@ -28,6 +37,9 @@ log = logging.getLogger("gpu_guard.journal")
 FILE_NAME = "gpu_guard_journal.sqlite3"
 SENSITIVE_INDEX = 5  # ComfyUI's queue item: (number, prompt_id, prompt, extra_data, outputs, sensitive)
 RETRY_S = 1.0  # after a failed write, the writer tries the same changes again this much later
+# Encoded rows waiting for a failing disk beyond this are reported loudly (they are still kept: they are
+# the prompts queued now, which ComfyUI holds in memory anyway)
+BACKLOG_LIMIT_BYTES = 64 * 1024 * 1024
 # Every this many queue changes the whole pending set is compared (heals a change nobody announced)
 FULL_SYNC_EVERY = 64
 
@@ -45,35 +57,51 @@ class JournaledPrompt:
     item: tuple
     sensitive_keys: tuple
 
+    @property
+    def key(self) -> tuple:
+        return (_number(self.number), str(self.prompt_id))
+
 
 @dataclass
 class LoadResult:
     prompts: list  # JournaledPrompt in ComfyUI's priority order (number, then prompt id)
-    dropped: list  # (prompt_id, reason) of rows that could not be read back
+    dropped: list  # (key, reason) of rows that could not be read back; key = (number, prompt_id)
 
 
 class Journal:
     """The pending set of one ComfyUI in `path`. `sensitive_keys`: extra_data keys that are never
-    written even when a ComfyUI release leaves them in extra_data (older ones have no index 5)."""
+    written even when a ComfyUI release leaves them in extra_data (older ones have no index 5).
+    `on_state`: called on the writer thread with (event kind, details) when writes start failing,
+    work again, or the backlog passes BACKLOG_LIMIT_BYTES (for the event log)."""
 
     def __init__(self, path: str, sensitive_keys: Iterable[str] = (), wall: Callable[[], float] = time.time,
-                 retry_s: float = RETRY_S):
+                 retry_s: float = RETRY_S, backlog_limit_bytes: int = BACKLOG_LIMIT_BYTES,
+                 on_state: Optional[Callable[[str, dict], None]] = None):
         self.path = path
         self.sensitive_keys = frozenset(sensitive_keys)
         self._store = JournalStore(path, wall)
         self._retry_s = retry_s
+        self._backlog_limit = backlog_limit_bytes
+        self._on_state = on_state
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        # the journal's view, as handed to the writer: prompt ids only
+        # the journal's view, as handed to the writer: keys only. A key is (number, prompt id): a client
+        # may choose the prompt id, so two queued prompts can share one; ComfyUI's number tells them apart
         self._ids: set = set()
         self._running: set = set()
         self._restoring: set = set()  # loaded and not yet put back: a queue change must not delete them
-        self._changes: list = []  # (kind, prompt_id, item or None), waiting for the writer
+        self._changes: list = []  # (kind, key, row or None), waiting for the writer
         self._writing = 0  # changes the writer has taken and not yet committed
+        self._handed = 0  # sequence number of the last change handed over
+        self._committed = 0  # every change up to this sequence number is committed
+        self._waiters: list = []  # (sequence number, callback(committed: bool))
         self._fast_syncs = 0  # single-change syncs since the last whole comparison
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         self.write_errors = 0
+        self.unencodable = 0
+        self.backlog_bytes = 0  # encoded rows waiting (measured at each failed write)
+        self.over_limit = False
         self._write_problem: Optional[str] = None
 
     # -- state --------------------------------------------------------------------------------------
@@ -85,6 +113,11 @@ class Journal:
     @property
     def problem(self) -> Optional[str]:
         return self._write_problem or self._store.problem
+
+    @property
+    def failing(self) -> bool:
+        """True while writes fail (from the first failure until a write works again)."""
+        return self._write_problem is not None
 
     @property
     def moved_aside(self) -> Optional[str]:
@@ -110,11 +143,11 @@ class Journal:
             try:
                 prompts.append(_decode(row))
             except (ValueError, TypeError, IndexError, KeyError) as error:
-                dropped.append((row.prompt_id, f"its journal row cannot be read ({error})"))
+                dropped.append(((row.number, row.prompt_id), f"its journal row cannot be read ({error})"))
         with self._lock:
-            self._ids = {p.prompt_id for p in prompts} | {pid for pid, _ in dropped}
+            self._ids = {p.key for p in prompts} | {key for key, _ in dropped}
             self._restoring = set(self._ids)
-            self._running = {p.prompt_id for p in prompts if p.running}
+            self._running = {p.key for p in prompts if p.running}
         if self.active:
             self._thread = threading.Thread(target=self._write_loop, name="gpu-guard-journal", daemon=True)
             self._thread.start()
@@ -125,18 +158,26 @@ class Journal:
     def sync(self, pending, running: Iterable) -> None:
         """Make the journal hold exactly these queue items (`pending`: the heap, `running`: the
         items ComfyUI runs now); prompts loaded by `open` and not yet put back are kept. Called under
-        the queue's mutex, so it only works out the change; the writer thread writes it."""
+        the queue's mutex: it works out the change and encodes new items; the writer thread writes."""
         if not self._store.active:
             return
         running_items = list(running)
-        running_ids = {item[1] for item in running_items}
+        running_ids = {_key(item) for item in running_items}
         with self._lock:
             if not self._restoring and self._fast_syncs < FULL_SYNC_EVERY:
                 self._fast_syncs += 1
                 if self._one_change(pending, running_ids, running_items):
                     return
             self._fast_syncs = 0
-            self._full_sync({item[1] for item in pending}, pending, running_ids, running_items)
+            self._full_sync({_key(item) for item in pending}, pending, running_ids, running_items)
+
+    def _add(self, kind, key, item=None) -> None:
+        """Hand one change to the writer (under the lock); an insert is encoded now, at put time."""
+        row = self._encode(key[1], item) if kind == _INSERT else None
+        if kind == _INSERT and row is None:
+            return  # cannot be encoded: logged, counted, never written
+        self._changes.append((kind, key, row))
+        self._handed += 1
 
     def _one_change(self, heap, running_ids, running_items) -> bool:
         """ComfyUI calls queue_updated after every single change, so between two calls the pending
@@ -154,9 +195,10 @@ class Journal:
             index = queued - 1  # heappush appends, then moves the item up towards the root
             while True:
                 item = heap[index]
-                if item[1] not in ids:
-                    self._changes.append((_INSERT, item[1], item))
-                    ids.add(item[1])
+                key = _key(item)
+                if key not in ids:
+                    self._add(_INSERT, key, item)
+                    ids.add(key)
                     self._changed.notify()
                     return True
                 if index == 0:
@@ -168,14 +210,14 @@ class Journal:
             if started not in ids:
                 return False
             known_running.add(started)  # a pop: ComfyUI's get moved it to currently_running
-            self._changes.append((_RUNNING, started, None))
+            self._add(_RUNNING, started)
             self._changed.notify()
             return True
         if len(running_ids) == len(known_running) - 1 and queued == known_pending and running_ids <= known_running:
             (done,) = known_running - running_ids
             known_running.discard(done)  # task_done: it left the queue for /history
             ids.discard(done)
-            self._changes.append((_DELETE, done, None))
+            self._add(_DELETE, done)
             self._changed.notify()
             return True
         return False
@@ -192,37 +234,51 @@ class Journal:
         back = self._restoring & present
         if not (new or gone or to_running or to_pending or back):
             return
-        changes = self._changes
         if new:
             for item in _items_of(new, pending, running_items):
-                changes.append((_INSERT, item[1], item))
+                self._add(_INSERT, _key(item), item)
             ids |= new
-        for prompt_id in to_running:
-            changes.append((_RUNNING, prompt_id, None))
-        # back in the queue from running (the OOM rescue puts a prompt back): written as it is now,
-        # since its extra data carries the rescue
+        for key in to_running:
+            self._add(_RUNNING, key)
+        # back in the queue from running (the OOM rescue puts a prompt back): written again as it is
+        # now, since its extra data carries the rescue
         for item in _items_of(to_pending, pending, ()) if to_pending else ():
-            changes.append((_INSERT, item[1], item))
-        for prompt_id in to_pending:
-            changes.append((_NOT_RUNNING, prompt_id, None))
-        for prompt_id in gone:
-            changes.append((_DELETE, prompt_id, None))
+            self._add(_INSERT, _key(item), item)
+        for key in to_pending:
+            self._add(_NOT_RUNNING, key)
+        for key in gone:
+            self._add(_DELETE, key)
         self._running = (self._running | to_running) - to_pending - gone
         ids -= gone
         self._restoring -= back
         self._changed.notify()
 
-    def forget(self, prompt_ids: Iterable) -> None:
-        """Delete rows loaded by `open` that will not be put back (failed validation, unreadable)."""
+    def forget(self, keys: Iterable) -> None:
+        """Delete rows loaded by `open` that will not be put back (failed validation, unreadable);
+        `keys`: JournaledPrompt.key, or the keys of LoadResult.dropped."""
         with self._lock:
-            gone = [pid for pid in prompt_ids if pid in self._restoring]
-            for prompt_id in gone:
-                self._restoring.discard(prompt_id)
-                self._ids.discard(prompt_id)
-                self._running.discard(prompt_id)
-                self._changes.append((_DELETE, prompt_id, None))
+            gone = [key for key in keys if key in self._restoring]
+            for key in gone:
+                self._restoring.discard(key)
+                self._ids.discard(key)
+                self._running.discard(key)
+                self._add(_DELETE, key)
             if gone:
                 self._changed.notify()
+
+    def when_committed(self, callback: Callable[[bool], None]) -> None:
+        """Call `callback(True)` once every change handed over so far is committed (on the writer
+        thread, or here at once when nothing waits), or `callback(False)` at once while writes fail
+        or the journal is off, and when the next write fails. Never raises into the caller."""
+        with self._lock:
+            if self._committed >= self._handed:
+                result = True
+            elif self._write_problem is not None or self._thread is None or self._stop:
+                result = False
+            else:
+                self._waiters.append((self._handed, callback))
+                return
+        _call(callback, result)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every change handed over so far is committed; False on timeout."""
@@ -240,6 +296,10 @@ class Journal:
             self._thread.join(timeout)
             self._thread = None
         self._store.close()
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+        for _seq, callback in waiters:
+            _call(callback, False)
 
     # -- the writer ---------------------------------------------------------------------------------
 
@@ -251,52 +311,94 @@ class Journal:
                     return
                 batch, self._changes = self._changes, []
                 self._writing = len(batch)
+                batch_end = self._handed
             try:
                 ok = self._write(batch)
+                if ok and any(kind == _DELETE for kind, _key_, _row in batch):
+                    self._reclaim_if_empty()  # before flush() returns: the file is small again by then
             except Exception:  # noqa: BLE001 - the writer must outlive any bug
                 log.exception("VRAM guard journal: writing failed unexpectedly")
                 ok = False
             with self._changed:
                 self._writing = 0
-                if not ok:
-                    self._changes = batch + self._changes  # the same changes, again, in order
+                if ok:
+                    self._committed = batch_end
+                    done = [cb for seq, cb in self._waiters if seq <= batch_end]
+                    self._waiters = [(seq, cb) for seq, cb in self._waiters if seq > batch_end]
+                else:
+                    # the same changes again, in order, compacted to the current set: memory follows
+                    # the live queue however long the disk stays full
+                    self._changes = _compact(batch + self._changes)
+                    done, self._waiters = [cb for _seq, cb in self._waiters], []
+                    self._measure_backlog()
                 self._changed.notify_all()
-                if not ok:
+            for callback in done:
+                _call(callback, ok)
+            if not ok:
+                with self._changed:
                     self._changed.wait_for(lambda: self._stop, self._retry_s)
                     if self._stop:
                         return
 
+    def _reclaim_if_empty(self) -> None:
+        """On the writer thread, after a commit that deleted rows: shrink the file once it is empty."""
+        with self._lock:
+            if self._ids or self._restoring or self._changes:
+                return
+        try:
+            if self._store.reclaim():
+                log.info("VRAM guard journal: the journal is empty; %s was vacuumed to reclaim its space", self.path)
+        except Exception as error:  # noqa: BLE001 - sqlite3.Error: reclaiming is an optimisation, never a failure
+            log.warning("VRAM guard journal: could not vacuum %s (%s)", self.path, error)
+
+    def _measure_backlog(self) -> None:
+        """Under the lock, after a failed write: the bytes waiting, and the loud edge past the limit."""
+        self.backlog_bytes = sum(len(row[2]) for _kind, _pid, row in self._changes if row is not None)
+        over = self.backlog_bytes > self._backlog_limit
+        if over and not self.over_limit:
+            log.error("VRAM guard journal: %d MB of prompts wait for the failing journal %s (limit %d MB); "
+                      "they are lost if ComfyUI stops - free space on that disk",
+                      self.backlog_bytes // 2**20, self.path, self._backlog_limit // 2**20)
+            self._state("journal_backlog", {"backlog_bytes": self.backlog_bytes, "limit_bytes": self._backlog_limit})
+        self.over_limit = over
+
+    def _state(self, kind: str, details: dict) -> None:
+        if self._on_state is not None:
+            try:
+                self._on_state(kind, details)
+            except Exception:  # noqa: BLE001 - a listener must not stop the writer
+                log.exception("VRAM guard journal: the state listener failed")
+
     def _write(self, batch) -> bool:
-        final: dict = {}  # prompt id -> [item or None, deleted, running or None]
-        for kind, prompt_id, item in batch:
-            entry = final.setdefault(prompt_id, [None, False, None])
+        final: dict = {}  # key -> [row or None, deleted, running or None]
+        for kind, key, row in batch:
+            entry = final.setdefault(key, [None, False, None])
             if kind == _INSERT:
-                entry[0], entry[1] = item, False
+                entry[0], entry[1] = row, False
             elif kind == _DELETE:
                 entry[0], entry[1], entry[2] = None, True, False
             else:
                 entry[2] = kind == _RUNNING
-        inserts = []
-        for prompt_id, (item, _deleted, _running) in final.items():
-            if item is not None:
-                row = self._encode(prompt_id, item)
-                if row is not None:
-                    inserts.append(row)
+        inserts = [entry[0] for entry in final.values() if entry[0] is not None]
         try:
             self._store.write(
                 inserts,
-                running=[str(pid) for pid, entry in final.items() if entry[2] and not entry[1]],
-                not_running=[str(pid) for pid, entry in final.items() if entry[2] is False and not entry[1]],
-                deletes=[str(pid) for pid, entry in final.items() if entry[1]])
+                running=[_stored(key) for key, entry in final.items() if entry[2] and not entry[1]],
+                not_running=[_stored(key) for key, entry in final.items() if entry[2] is False and not entry[1]],
+                deletes=[_stored(key) for key, entry in final.items() if entry[1]])
         except Exception as error:  # noqa: BLE001 - sqlite3.Error, or the file went away
             self.write_errors += 1
             if self._write_problem is None:
                 self._write_problem = f"writing the journal {self.path} failed ({error}); retrying every {self._retry_s:g} s"
-                log.error("VRAM guard journal: %s - changes since then are lost if ComfyUI stops", self._write_problem)
+                log.error("VRAM guard journal: %s - /prompt answers without waiting for the journal, and "
+                          "changes since then are lost if ComfyUI stops", self._write_problem)
+                self._state("journal_failing", {"error": str(error)})
             return False
         if self._write_problem is not None:
             self._write_problem = None
-            log.warning("VRAM guard journal: writing %s works again", self.path)
+            self.backlog_bytes, self.over_limit = 0, False
+            log.warning("VRAM guard journal: writing %s works again; the waiting changes are committed", self.path)
+            self._state("journal_recovered", {})
         return True
 
     def _encode(self, prompt_id, item):
@@ -310,15 +412,55 @@ class Journal:
             try:
                 item_json = encode_item(kept, len(item) > SENSITIVE_INDEX)
                 break
-            except RuntimeError:  # a dict changed while it was read (another pack): once more
+            except RuntimeError:  # a dict changed while it was read (another pack's thread): once more
                 if attempt == 2:
                     raise
             except (TypeError, ValueError) as error:
+                self.unencodable += 1
                 log.error("VRAM guard journal: prompt %s cannot be journaled (%s); it is lost if ComfyUI stops "
                           "before it runs", prompt_id, error)
                 return None
-        number = item[0] if isinstance(item[0], (int, float)) and not isinstance(item[0], bool) else 0
-        return (str(prompt_id), float(number), item_json, json.dumps(sorted(keys)))
+        return (str(prompt_id), _number(item[0]), item_json, json.dumps(sorted(keys)))
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _key(item) -> tuple:
+    """(number, prompt id): ComfyUI's own order of the heap, and unique even when ids repeat."""
+    return (_number(item[0]), str(item[1]))
+
+
+def _stored(key) -> tuple:
+    """A key as the store takes it: (prompt id, number)."""
+    return (key[1], key[0])
+
+
+def _call(callback, committed: bool) -> None:
+    try:
+        callback(committed)
+    except Exception:  # noqa: BLE001 - a waiter's bug must not stop the writer
+        log.exception("VRAM guard journal: a commit callback failed")
+
+
+def _compact(changes: list) -> list:
+    """The same effect in fewer changes, per key: the last delete of a committed row, the last
+    insert, the last running mark (in that order). An insert that a later delete undoes before either
+    was written leaves nothing."""
+    final: dict = {}  # key -> [delete or None, insert or None, running mark or None]
+    for change in changes:
+        kind, key, _row = change
+        entry = final.setdefault(key, [None, None, None])
+        if kind == _INSERT:
+            entry[1], entry[2] = change, None
+        elif kind == _DELETE:
+            if entry[1] is None:
+                entry[0] = change  # the row is on disk: it must be deleted there
+            entry[1] = entry[2] = None
+        else:
+            entry[2] = change
+    return [change for entry in final.values() for change in entry if change is not None]
 
 
 def _items_of(wanted: set, pending, running_items) -> list:
@@ -326,15 +468,15 @@ def _items_of(wanted: set, pending, running_items) -> list:
     to the heap and ComfyUI's numbers grow, so a new prompt is almost always among the last items."""
     found, left = [], set(wanted)
     for item in running_items:
-        if item[1] in left:
+        if _key(item) in left:
             found.append(item)
-            left.discard(item[1])
+            left.discard(_key(item))
     for item in reversed(pending):
         if not left:
             break
-        if item[1] in left:
+        if _key(item) in left:
             found.append(item)
-            left.discard(item[1])
+            left.discard(_key(item))
     return found
 
 

@@ -1,11 +1,17 @@
 """The journal's SQLite file: schema, opening with damage handling, reading back and batched writes.
 
 Two tables: `prompts` (one row per journaled prompt, written once: the queue item as JSON without
-its sensitive part) and `running` (the ids ComfyUI runs now). A prompt that starts running costs a
-tiny insert, not a rewrite of its (possibly large) row.
+its sensitive part) and `running` (the prompts ComfyUI runs now). A prompt that starts running costs
+a tiny insert, not a rewrite of its (possibly large) row. Rows are keyed by (prompt id, number): a
+client may choose its prompt id, and two queued prompts with the same id are both kept (schema 2;
+a schema 1 file is migrated in place when it is opened).
 
-WAL mode with synchronous=NORMAL: a commit is in the operating system's hands when it returns, so a
-killed process loses nothing that was committed (a power cut may lose the last commits).
+WAL mode with synchronous=FULL: a commit has reached the disk when it returns, so neither a killed
+process nor a power cut loses a committed prompt. Commits are grouped (one per burst of puts), so the
+fsync costs little: bench/bench_prompt_commit.py measures FULL against NORMAL.
+
+When the journal empties and the file holds more than RECLAIM_MIN_BYTES of free pages, `reclaim`
+vacuums it and truncates the WAL: a burst of large prompts does not leave a large file behind.
 
 Damage never stops the caller: a file SQLite cannot read, or written by a newer schema, is moved
 aside (renamed, never deleted) with its WAL companions and a fresh file started; a folder that
@@ -23,17 +29,31 @@ from typing import Callable, Optional
 
 log = logging.getLogger("gpu_guard.journal")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SYNCHRONOUS = "FULL"  # see the module's docstring; bench/bench_prompt_commit.py compares NORMAL
+# Free space worth a VACUUM once the journal is empty (a vacuum of an empty file takes milliseconds)
+RECLAIM_MIN_BYTES = 1024 * 1024
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS prompts (
-        prompt_id TEXT PRIMARY KEY,
+        prompt_id TEXT NOT NULL,
         number REAL NOT NULL,
         item TEXT NOT NULL,
         sensitive_keys TEXT NOT NULL,
-        journaled_at REAL NOT NULL
+        journaled_at REAL NOT NULL,
+        PRIMARY KEY (prompt_id, number)
     )""",
-    "CREATE TABLE IF NOT EXISTS running (prompt_id TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS running (prompt_id TEXT NOT NULL, number REAL NOT NULL, PRIMARY KEY (prompt_id, number))",
+)
+# schema 1 keyed rows by prompt id alone; its rows move to the schema 2 tables unchanged
+_MIGRATE_FROM_1 = (
+    "ALTER TABLE prompts RENAME TO prompts_v1",
+    "ALTER TABLE running RENAME TO running_v1",
+    *_SCHEMA,
+    "INSERT INTO prompts SELECT prompt_id, number, item, sensitive_keys, journaled_at FROM prompts_v1",
+    "INSERT INTO running SELECT r.prompt_id, p.number FROM running_v1 r JOIN prompts_v1 p USING (prompt_id)",
+    "DROP TABLE prompts_v1",
+    "DROP TABLE running_v1",
 )
 
 
@@ -51,6 +71,7 @@ class JournalStore:
         self.path = path
         self._wall = wall
         self._db: Optional[sqlite3.Connection] = None
+        self.reclaimed = 0  # vacuums done
         self.problem: Optional[str] = None
         self.moved_aside: Optional[str] = None
 
@@ -81,7 +102,7 @@ class JournalStore:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise _NewerSchema(f"it was written by a newer version of the pack (schema {version}, "
@@ -89,6 +110,12 @@ class JournalStore:
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
+            if version == 1:
+                db.execute("BEGIN")
+                for statement in _MIGRATE_FROM_1:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                db.execute("COMMIT")
             for statement in _SCHEMA:
                 db.execute(statement)
             if version < SCHEMA_VERSION:
@@ -103,7 +130,8 @@ class JournalStore:
         try:
             rows = db.execute(
                 "SELECT p.prompt_id, p.number, r.prompt_id IS NOT NULL, p.item, p.sensitive_keys FROM prompts p "
-                "LEFT JOIN running r ON r.prompt_id = p.prompt_id ORDER BY p.number, p.prompt_id").fetchall()
+                "LEFT JOIN running r ON r.prompt_id = p.prompt_id AND r.number = p.number "
+                "ORDER BY p.number, p.prompt_id").fetchall()
         except BaseException:
             db.close()
             raise
@@ -139,8 +167,8 @@ class JournalStore:
     # -- writing ------------------------------------------------------------------------------------
 
     def write(self, inserts, running, not_running, deletes) -> None:
-        """One transaction. inserts: (prompt_id, number, item_json, keys_json); the others: prompt ids.
-        Raises sqlite3.Error (rolled back)."""
+        """One transaction. inserts: (prompt_id, number, item_json, keys_json); the others:
+        (prompt_id, number). Raises sqlite3.Error (rolled back)."""
         db = self._db
         now = self._wall()
         db.execute("BEGIN")
@@ -149,17 +177,31 @@ class JournalStore:
                 db.executemany("INSERT OR REPLACE INTO prompts (prompt_id, number, item, sensitive_keys, journaled_at) "
                                "VALUES (?, ?, ?, ?, ?)", [(*row, now) for row in inserts])
             if running:
-                db.executemany("INSERT OR IGNORE INTO running (prompt_id) VALUES (?)", [(pid,) for pid in running])
-            gone = [(pid,) for pid in list(not_running) + list(deletes)]
+                db.executemany("INSERT OR IGNORE INTO running (prompt_id, number) VALUES (?, ?)", list(running))
+            gone = list(not_running) + list(deletes)
             if gone:
-                db.executemany("DELETE FROM running WHERE prompt_id = ?", gone)
+                db.executemany("DELETE FROM running WHERE prompt_id = ? AND number = ?", gone)
             if deletes:
-                db.executemany("DELETE FROM prompts WHERE prompt_id = ?", [(pid,) for pid in deletes])
+                db.executemany("DELETE FROM prompts WHERE prompt_id = ? AND number = ?", list(deletes))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    def reclaim(self) -> bool:
+        """When no prompt is journaled and free pages are worth it: VACUUM and truncate the WAL, so
+        the file shrinks back. Raises sqlite3.Error."""
+        db = self._db
+        if db.execute("SELECT EXISTS (SELECT 1 FROM prompts)").fetchone()[0]:
+            return False
+        free = db.execute("PRAGMA freelist_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+        if free < RECLAIM_MIN_BYTES:
+            return False
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.reclaimed += 1
+        return True
 
     def close(self) -> None:
         if self._db is not None:
@@ -168,7 +210,9 @@ class JournalStore:
 
 
 def encode_item(kept: list, had_sensitive: bool) -> str:
-    return json.dumps({"item": kept, "had_sensitive": had_sensitive}, separators=(",", ":"), allow_nan=False)
+    # allow_nan: a prompt may carry NaN or Infinity (a float input, or what a pack put in extra_data);
+    # Python writes them as NaN / Infinity and json.loads reads them back as the same floats
+    return json.dumps({"item": kept, "had_sensitive": had_sensitive}, separators=(",", ":"), allow_nan=True)
 
 
 class _NewerSchema(Exception):

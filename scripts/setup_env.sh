@@ -5,6 +5,18 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 py="${PYTHON:-python3}"
+# With CI=true every test dependency must install (a missing one would otherwise turn tests into skips);
+# --with-browser is implied. On a workstation a failure is a warning and those tests skip.
+case "${CI:-}" in true|1|yes) ci=1 ;; *) ci=0 ;; esac
+failed=()
+missing() {  # $1: what, $2: which tests
+  if [ "$ci" = 1 ]; then
+    echo "setup_env: ERROR: $1 - with CI=true $2 must run, so the install fails" >&2
+    failed+=("$1")
+  else
+    echo "setup_env: $1; $2 will be skipped" >&2
+  fi
+}
 if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
@@ -14,13 +26,13 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   "${pip[@]}" "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
 fi
 "${pip[@]}" -r requirements.txt -r requirements-test.txt
-if [ "${1:-}" = "--with-browser" ]; then
+if [ "${1:-}" = "--with-browser" ] || [ "$ci" = 1 ]; then
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-        || echo "setup_env: could not install chromium; browser tests will be skipped" >&2
+        || missing "could not install chromium" "the browser tests"
     else
-      echo "setup_env: chromium not found and not root; browser tests will be skipped" >&2
+      missing "chromium not found and not root" "the browser tests"
     fi
   fi
 fi
@@ -29,9 +41,9 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       prometheus prometheus-alertmanager >/dev/null) \
-      || echo "setup_env: could not install prometheus; the Prometheus tests will be skipped" >&2
+      || missing "could not install prometheus" "the Prometheus tests"
   else
-    echo "setup_env: prometheus/prometheus-alertmanager not found and not root; the Prometheus tests will be skipped" >&2
+    missing "prometheus/prometheus-alertmanager not found and not root" "the Prometheus tests"
   fi
 fi
 # Debian's HAProxy: the load-balancer drill (tests/scale_out) puts two ComfyUI servers behind it.
@@ -39,15 +51,26 @@ if ! command -v haproxy >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       haproxy >/dev/null) \
-      || echo "setup_env: could not install haproxy; the load-balancer drill will be skipped" >&2
+      || missing "could not install haproxy" "the load-balancer drill"
   else
-    echo "setup_env: haproxy not found and not root; the load-balancer drill will be skipped" >&2
+    missing "haproxy not found and not root" "the load-balancer drill"
   fi
 fi
 # comfy-cli, the Comfy registry's tool, in a venv of its own (its many dependencies stay out of .venv):
 # tests/test_registry.py runs `comfy node validate` with it. Unpinned, like the registry's publish action.
 if [ ! -x .cache/comfy-cli/bin/comfy ]; then
   ("$py" -m venv .cache/comfy-cli && .cache/comfy-cli/bin/python -m pip install -q --disable-pip-version-check comfy-cli) \
-    || echo "setup_env: could not install comfy-cli; the registry validation test will be skipped" >&2
+    || missing "could not install comfy-cli" "the registry validation test"
+fi
+# Each tool is checked once more where the tests look for it: an install that "succeeded" without it counts.
+if [ "$ci" = 1 ]; then
+  for tool in chromium prometheus promtool prometheus-alertmanager amtool haproxy; do
+    command -v "$tool" >/dev/null 2>&1 || missing "$tool is not on PATH after the install" "the tests that use it"
+  done
+  [ -x .cache/comfy-cli/bin/comfy ] || missing "comfy-cli is not at .cache/comfy-cli/bin/comfy" "the registry test"
+  if [ "${#failed[@]}" -gt 0 ]; then
+    echo "setup_env: FAILED (CI=true): ${failed[*]}" >&2
+    exit 1
+  fi
 fi
 echo "setup_env: ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

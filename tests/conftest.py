@@ -20,6 +20,7 @@ from tests.harness.artifacts import artifact_dir
 from tests.harness.client import ComfyClient
 from tests.harness.comfyui_install import InstallError, ensure_comfyui
 from tests.harness.provision import build_server
+from tests.harness.required import missing
 from tests.harness.weights import (SYNTHETIC_NAME, WeightsError, cached_kit_checkpoint, kit_dir,
                                    write_synthetic_checkpoint)
 
@@ -166,11 +167,11 @@ def browser():
     from tests.harness.browser import chromium_path, launch_chromium
 
     if chromium_path() is None:
-        pytest.skip("chromium is not installed (scripts/setup_env.sh --with-browser installs it)")
+        missing("chromium is not installed (scripts/setup_env.sh --with-browser installs it)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright package is not installed (requirements-test.txt)")
+        missing("the playwright package is not installed (requirements-test.txt)")
     with sync_playwright() as playwright:
         chromium = launch_chromium(playwright)
         yield chromium

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from gpu_guard.pack_version import VERSION
+from tests.harness.required import missing
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMFY = REPO_ROOT / ".cache" / "comfy-cli" / "bin" / "comfy"
@@ -18,7 +19,7 @@ COMFY = REPO_ROOT / ".cache" / "comfy-cli" / "bin" / "comfy"
 
 def validate(folder, home):
     if not COMFY.exists():
-        pytest.skip(f"comfy-cli is not installed at {COMFY}: run scripts/setup_env.sh")
+        missing(f"comfy-cli is not installed at {COMFY}: run scripts/setup_env.sh")
     env = {**os.environ, "HOME": str(home)}  # comfy-cli writes its own config there
     result = subprocess.run([str(COMFY), "--skip-prompt", "--no-enable-telemetry", "node", "validate"],
                             cwd=folder, env=env, capture_output=True, text=True, timeout=300)

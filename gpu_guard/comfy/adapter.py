@@ -75,10 +75,11 @@ class ComfyAdapter:
                            _peak_meter(guard.probe, compute_device), comfy_oom_types())
         self.persistence = QueuePersistence(guard, server, self.queue, self.hook.original_get,
                                             on_failed=failed_prompt_notifier(server))
-        self.admission = PromptAdmission(guard, self.queue)
+        self.admission = PromptAdmission(guard, self.queue, committed=self.persistence.committed)
         self.ops = make_ops(guard, getattr(server, "port", None))
         self.neighbours = None  # set by attach when the probe names a GPU others may share
         self._loaded_models = loaded_models
+        self.persistence.on_event = self.ops.handle
         self.routes = GuardRoutes(guard, extra_status=self.stats, extra_metrics=self.metrics_text, ops=self.ops,
                                   worker_watched=lambda: "queue hook" in self.attached,
                                   neighbours=lambda: self.neighbours)

@@ -7,6 +7,9 @@ bound is checked against queued + reserved under one lock: 50 concurrent posts c
 
 The place is reserved only once the whole body has arrived, so slow uploads cannot fill the bound
 while they trickle in. aiohttp keeps the body it read; ComfyUI's handler reads it again from memory.
+
+A 200 goes out only after `committed` (the journal's group commit, gpu_guard.comfy.persistence) says
+the prompt is on disk; when it cannot be, the answer carries UNWRITTEN_HEADER naming why.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import threading
 from aiohttp import web
 
 from .config_access import bearer_token
+from .persistence import UNWRITTEN_HEADER
 from .priority_lanes import CURRENT, IGNORED_HEADER, Submission, class_of
 
 _log = logging.getLogger("gpu_guard.comfy")
@@ -24,9 +28,10 @@ PROMPT_PATHS = frozenset({"/prompt", "/api/prompt"})
 
 
 class PromptAdmission:
-    def __init__(self, guard, queue):
+    def __init__(self, guard, queue, committed=None):
         self.guard = guard
         self.queue = queue
+        self._committed = committed  # async () -> None once journaled, else why not
         self.rejected = 0
         self._reserved: dict = {}  # lane (class name, None = normal) -> places reserved now
         self._lock = threading.Lock()
@@ -65,7 +70,7 @@ class PromptAdmission:
             refusal = self._reserve(lane)
         except Exception:  # noqa: BLE001 - a guard fault must not block submissions
             _log.exception("VRAM guard: admission check failed; accepting the prompt")
-            return await handler(request)
+            return await self._journaled(await handler(request))
         if refusal is not None:
             retry_after = max(1, int(refusal.retry_after_s or 1))
             return web.json_response(refusal.error_body(), status=429,
@@ -79,4 +84,18 @@ class PromptAdmission:
             self._release(lane)
         if submission.ignored:
             response.headers[IGNORED_HEADER] = ", ".join(submission.ignored)
+        return await self._journaled(response)
+
+    async def _journaled(self, response):
+        """Hold a 200 until its prompt is committed to the journal (outside the reserved place: the
+        prompt is in the queue by now, and the bound counts it there)."""
+        if self._committed is None or getattr(response, "status", None) != 200:
+            return response
+        try:
+            problem = await self._committed()
+        except Exception:  # noqa: BLE001 - a journal fault must not turn an accepted prompt into an error
+            _log.exception("VRAM guard: waiting for the journal failed")
+            problem = "waiting for the journal failed"
+        if problem is not None:
+            response.headers[UNWRITTEN_HEADER] = "not written; see /gpu_guard/status adapter.journal"
         return response

@@ -11,6 +11,8 @@ hook, and the restore at start.
   worker waits for it, with a bound. Each prompt is validated again and put back through ComfyUI's
   own `put` with its id, number and extra data (so the guard holds it when paused); one that fails
   validation, or the running one under persist_running=fail, ends in /history as an error.
+- The promise of `/prompt`: `committed()` is awaited by the admission middleware before a 200 goes
+  out, so a prompt id returned by /prompt survives kill -9 (concurrent posts share one commit).
 """
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ import atexit
 import inspect
 import logging
 import math
-import os
 import threading
+from typing import Optional
 
 from ..journal import FILE_NAME, Journal
 from . import queue_ops
+from .user_dir import claim_note, user_file
 
 _log = logging.getLogger("gpu_guard.comfy")
 
@@ -34,6 +37,11 @@ RESTORED_KEY = "gpu_guard_restored"
 RESTORE_WAIT_S = 120.0
 # At a normal exit, how long the journal may take to commit the changes that wait
 CLOSE_WAIT_S = 2.0
+# /prompt waits at most this long for its commit, then answers anyway (flagged): a disk that hangs
+# must not hang every client; a healthy commit takes milliseconds
+COMMIT_WAIT_S = 5.0
+# The header a 200 from /prompt carries when its prompt could not be journaled in time
+UNWRITTEN_HEADER = "X-GPU-Guard-Journal"
 # ComfyUI's keys of the sensitive part (execution.SENSITIVE_EXTRA_DATA_KEYS in 0.3.75)
 FALLBACK_SENSITIVE_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 
@@ -54,10 +62,9 @@ def comfy_sensitive_keys():
 
 
 def journal_path(guard):
-    """Next to gpu_guard.json in ComfyUI's user directory, or None when that is unknown."""
-    if not guard.config_file:
-        return None
-    return os.path.join(os.path.dirname(os.path.abspath(guard.config_file)), FILE_NAME)
+    """Next to gpu_guard.json in ComfyUI's user directory, named for this process when another one
+    shares the directory (gpu_guard.dir_owner); None when unknown or not ours to use."""
+    return user_file(guard, FILE_NAME)
 
 
 class QueuePersistence:
@@ -78,6 +85,8 @@ class QueuePersistence:
         self._restored.set()  # nothing to wait for until open() found prompts
         self.counts = {"restored": 0, "failed_validation": 0, "failed_running": 0, "dropped": 0,
                        "without_sensitive": 0}
+        self.answered_unwritten = 0  # 200s from /prompt given before their commit (writes failing, timeout)
+        self.on_event = None  # the operations layer's intake: journal_failing / journal_recovered / journal_backlog
 
     # -- start ------------------------------------------------------------------------------------
 
@@ -89,10 +98,11 @@ class QueuePersistence:
             return
         path = journal_path(self.guard)
         if path is None:
-            self.note = "ComfyUI's user directory is unknown: prompts are not journaled"
+            self.note = claim_note(self.guard) or "ComfyUI's user directory is unknown: prompts are not journaled"
             _log.warning("VRAM guard: %s", self.note)
             return
-        self.journal = Journal(path, self._sensitive_keys())
+        self.note = claim_note(self.guard)  # another ComfyUI shares the directory: own names (said loudly)
+        self.journal = Journal(path, self._sensitive_keys(), on_state=self._journal_state)
         loaded = self.journal.open()
         atexit.register(self.journal.close, CLOSE_WAIT_S)  # a normal stop writes what waits
         self._to_restore, self._dropped = loaded.prompts, loaded.dropped
@@ -116,6 +126,38 @@ class QueuePersistence:
         journal = self.journal
         if journal is not None:
             journal.sync(queue.queue, queue.currently_running.values())
+
+    def _journal_state(self, kind, details) -> None:
+        """On the journal's writer thread: hand its state changes to the operations layer."""
+        if self.on_event is not None:
+            self.on_event({"kind": kind, "reading": None, "reason": (self.journal.problem if self.journal else None)
+                           or kind.replace("_", " "), **details})
+
+    # -- the promise of /prompt -------------------------------------------------------------------
+
+    async def committed(self) -> Optional[str]:
+        """Await the commit of every change handed to the journal so far (the caller's put among
+        them). None when committed (or when there is no journal: nothing was promised); else why not
+        (writes fail, or COMMIT_WAIT_S passed): the caller answers anyway, flagged."""
+        journal = self.journal
+        if journal is None or not journal.active:
+            return None
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def settle(ok):
+            if not future.done():
+                future.set_result(ok)
+
+        journal.when_committed(lambda ok: loop.call_soon_threadsafe(settle, ok))
+        try:
+            ok = await asyncio.wait_for(future, COMMIT_WAIT_S)
+        except asyncio.TimeoutError:
+            ok = False
+        if ok:
+            return None
+        self.answered_unwritten += 1
+        return journal.problem or f"the journal did not commit within {COMMIT_WAIT_S:g} s"
 
     # -- restore ----------------------------------------------------------------------------------
 
@@ -144,9 +186,9 @@ class QueuePersistence:
                 except Exception as error:  # noqa: BLE001 - one prompt must not stop the rest
                     self._drop(prompt.prompt_id, f"it could not be put back ({type(error).__name__}: {error})")
                     _log.exception("VRAM guard: restoring prompt %s failed", prompt.prompt_id)
-            for prompt_id, reason in self._dropped:
+            for (_number, prompt_id), reason in self._dropped:
                 self._drop(prompt_id, reason)
-            self.journal.forget([p.prompt_id for p in self._to_restore] + [pid for pid, _ in self._dropped])
+            self.journal.forget([p.key for p in self._to_restore] + [key for key, _ in self._dropped])
             _log.info("VRAM guard: journal restored: %s", ", ".join(f"{k} {v}" for k, v in self.counts.items()))
         except Exception:  # noqa: BLE001 - ComfyUI must start whatever the journal holds
             _log.exception("VRAM guard: restoring the journal failed")
@@ -215,7 +257,11 @@ class QueuePersistence:
             "restoring": not self._restored.is_set(),
             "journaled": journal.pending_count() if journal and journal.active else 0,
             "unwritten": journal.unwritten if journal and journal.active else 0,  # changes not yet committed
+            "unwritten_bytes": journal.backlog_bytes if journal else 0,
+            "over_limit": bool(journal and journal.over_limit),
             "write_errors": journal.write_errors if journal else 0,
+            "unencodable": journal.unencodable if journal else 0,
+            "answered_unwritten": self.answered_unwritten,
             **self.counts,
         }
 
@@ -236,6 +282,14 @@ class QueuePersistence:
             ("gpu_guard_journal_dropped_total", "counter", "Journaled prompts that could not be read or put back",
              status["dropped"]),
             ("gpu_guard_journal_write_errors_total", "counter", "Failed journal writes", status["write_errors"]),
+            ("gpu_guard_journal_unwritten_bytes", "gauge",
+             "Encoded prompts waiting for a failing journal (compacted to the prompts queued now)",
+             status["unwritten_bytes"]),
+            ("gpu_guard_journal_over_limit", "gauge", "1 while the unwritten prompts exceed the journal's backlog limit",
+             int(status["over_limit"])),
+            ("gpu_guard_journal_answered_unwritten_total", "counter",
+             "200s from /prompt given before the prompt was journaled (writes failing or too slow)",
+             status["answered_unwritten"]),
         ]
         return "".join(f"# HELP {name} {text}\n# TYPE {name} {kind}\n{name} {value}\n"
                        for name, kind, text, value in lines).encode()

@@ -4,6 +4,12 @@ turns condition changes into "firing" and "resolved" notifications, with a cool-
 Cool-down: a rule that fired less than `alert_cooldown_s` ago does not notify again when its
 condition comes back; that quiet episode sends no "resolved" either (nothing was announced).
 Thresholds are read from the settings at every evaluation, so a change applies at once.
+
+After a restart: a rule the log shows as firing stays firing until either its condition holds again
+(nothing new is sent) or `cleared` says the rule has seen, in this life, evidence that it is over
+(a good sensor reading, nothing held, a whole 429 window without a burst). A rule whose state is
+not rebuilt must never send "resolved" just because it starts empty; and with no false "resolved",
+the cool-down cannot hide the re-fire that used to follow it.
 """
 from __future__ import annotations
 
@@ -39,6 +45,11 @@ class Rule:
     def check(self, now: float, settings: Any, snapshot: dict) -> Optional[tuple]:
         """(text, details) while the condition holds, else None."""
         raise NotImplementedError
+
+    def cleared(self, now: float, started: float, settings: Any, snapshot: dict) -> bool:
+        """For a rule restored as firing whose check says None: has this life observed that the
+        condition is over? True for rules rebuilt from the log or read from the live snapshot."""
+        return True
 
 
 class ManyPauses(Rule):
@@ -76,6 +87,9 @@ class LongHold(Rule):
         elif kind == "hold_end":
             self.since = None
 
+    def cleared(self, now, started, settings, snapshot):
+        return snapshot.get("held") == 0  # nothing held now: the episode that fired is over
+
     def check(self, now, settings, snapshot):
         limit = settings.alert_hold_episode_s
         if limit <= 0 or self.since is None or now - self.since <= limit:
@@ -98,6 +112,9 @@ class SensorFailing(Rule):
             self.error = event.get("error")
         elif kind == "sensor_recovered":
             self.consecutive, self.error = 0, None
+
+    def cleared(self, now, started, settings, snapshot):
+        return snapshot.get("sensor_reads") is True  # a good reading in this life, and no error since
 
     def check(self, now, settings, snapshot):
         if self.consecutive < settings.sensor_failures:
@@ -128,6 +145,9 @@ class RejectBurst(Rule):
     def observe(self, event):
         if event.get("kind") == "rejected":
             self.rejected.append(float(event["at"]))
+
+    def cleared(self, now, started, settings, snapshot):
+        return now - started >= settings.alert_rejected_window_s  # a whole window seen, without a burst
 
     def check(self, now, settings, snapshot):
         window, limit = settings.alert_rejected_window_s, settings.alert_rejected_burst
@@ -172,6 +192,8 @@ class RuleSet:
         self.rules = [cls() for cls in RULES]
         self._firing: dict = {}  # rule name -> announced (bool)
         self._last_fired: dict = {}  # rule name -> time of the last "firing" notification
+        self._restored: set = set()  # restored as firing; not yet confirmed or cleared in this life
+        self._started: Optional[float] = None  # the first evaluation of this life
         self.suppressed = 0
 
     def observe(self, event: dict) -> None:
@@ -186,13 +208,21 @@ class RuleSet:
         if status == FIRING:
             self._firing[rule] = True
             self._last_fired[rule] = at
+            self._restored.add(rule)
         elif status == RESOLVED:
             self._firing.pop(rule, None)
+            self._restored.discard(rule)
 
     def evaluate(self, now: float, snapshot: dict) -> list:
         settings, out = self._settings(), []
+        if self._started is None:
+            self._started = now
         for rule in self.rules:
             result = rule.check(now, settings, snapshot)
+            if rule.name in self._restored:
+                if result is None and not rule.cleared(now, self._started, settings, snapshot):
+                    continue  # restored as firing, no evidence yet that it is over: it stays firing
+                self._restored.discard(rule.name)  # confirmed (holds again) or cleared: a live rule now
             if result is not None and rule.name not in self._firing:
                 last = self._last_fired.get(rule.name)
                 announce = last is None or now - last >= settings.alert_cooldown_s
@@ -209,3 +239,7 @@ class RuleSet:
 
     def firing(self) -> list:
         return sorted(self._firing)
+
+    def unconfirmed(self) -> list:
+        """Rules restored as firing that this life has neither confirmed nor seen clear."""
+        return sorted(self._restored)

@@ -24,10 +24,11 @@ FILE_NAME = "gpu_guard_events.jsonl"
 TAIL_BYTES = 64 * 1024  # enough to hold the last complete line of a file (a line is well under 4 KiB)
 MAX_LIMIT = 1000
 # the guard's operational event kinds (tests/ops/test_event_log.py checks guard.py against this), plus
-# "alert": a notification the webhook rules sent
+# "alert": a notification the webhook rules sent, and the journal's own (gpu_guard.journal): writes
+# started failing, work again, the unwritten prompts passed the backlog limit
 KINDS = ("pause", "resume", "hold_start", "hold_end", "rejected", "hold_timeout", "reclaim", "sensor_failure",
          "sensor_recovered", "config_change", "fast_lane", "unguarded", "operator_pause", "operator_resume",
-         "drain", "drain_cancel", "oom_rescue", "alert")
+         "drain", "drain_cancel", "oom_rescue", "alert", "journal_failing", "journal_recovered", "journal_backlog")
 
 
 def iso_utc(at: float) -> str:
@@ -209,7 +210,16 @@ class EventLog:
                     if r.get("kind") in wanted and float(r.get("at") or 0) >= since_at]
 
     def size_bytes(self) -> int:
-        return sum(os.path.getsize(p) for p in self.paths_oldest_first())
+        """Bytes of all the log's files; under the lock, so a rotation never renames a file between
+        listing and measuring it (that made /gpu_guard/status answer 500)."""
+        with self._lock:
+            total = 0
+            for path in self.paths_oldest_first():
+                try:
+                    total += os.path.getsize(path)
+                except FileNotFoundError:  # removed by hand, or by another process: not ours to count
+                    pass
+            return total
 
 
 def _parse(line: bytes) -> Optional[dict]:

@@ -5,10 +5,17 @@ queue. One ops thread takes events from there, writes them to the log, updates t
 evaluates the rules (also every `tick_s` without events, for rules that depend on time); each
 webhook target has its own sender thread. So neither ComfyUI's worker, the poll thread nor the
 event loop ever waits for a disk or a network.
+
+A flood must not erase history: 429s (`rejected`) within REJECTED_LINE_S share one log line with a
+`count` (the rules and metrics still see each one), and the pause, resume and alert records are also
+written to a small log of their own (`gpu_guard_pause_history.jsonl`), which the restart rebuilds
+the day's counters, the 24 h pause window and the alerts from. No other kind is written there, so no
+flood of other events can push the day's pauses out.
 """
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import socket
 import threading
@@ -24,6 +31,22 @@ from .webhook_sender import TargetSender, http_post
 log = logging.getLogger("gpu_guard.ops")
 
 ALERT_KIND = "alert"  # the log also records every notification sent (and restores rule state from it)
+HISTORY_KINDS = ("pause", "resume", ALERT_KIND)  # what the restart rebuilds state from
+HISTORY_FILE_NAME = "gpu_guard_pause_history.jsonl"
+# The history log's cap: a pause and a resume line are ~300 bytes, so this keeps thousands of pauses,
+# far more than a day holds unless the guard flaps (and then the 24 h rule fires anyway)
+HISTORY_MAX_BYTES, HISTORY_FILES = 2 * 1024 * 1024, 2
+# 429s within this span share one log line (with a count): short enough that /gpu_guard/events shows a
+# burst within seconds, long enough that a flood of 100,000 costs a handful of lines
+REJECTED_LINE_S = 5.0
+
+
+def history_path(log_path: str) -> str:
+    """gpu_guard_events.jsonl -> gpu_guard_pause_history.jsonl beside it (gpu_guard_events.cuda-1.jsonl ->
+    gpu_guard_pause_history.cuda-1.jsonl: a second ComfyUI on the same directory keeps its own)."""
+    folder, name = os.path.split(log_path)
+    stem, dot, rest = name.partition(".")
+    return os.path.join(folder, HISTORY_FILE_NAME.split(".")[0] + (dot + rest if rest else ".jsonl"))
 
 
 class _Flush:
@@ -37,16 +60,19 @@ class OpsService:
                  shown_value: Callable[[str, Any], Any] = lambda name, value: value,
                  wall: Callable[[], float] = time.time, day_start: Callable[[float], float] = local_day_start,
                  next_start: Callable[[float], float] = next_day_start, tick_s: float = 1.0,
-                 backoff_s: float = 1.0, post: Callable = http_post):
+                 backoff_s: float = 1.0, post: Callable = http_post, sender_options: Optional[dict] = None):
         self._settings, self._snapshot, self._shown_value = settings, snapshot, shown_value
         self.source = source or socket.gethostname()
         self._wall, self._tick_s, self._backoff_s, self._post = wall, tick_s, backoff_s, post
+        self._sender_options = dict(sender_options or {})  # e.g. address_check, for tests
         self.metrics = OpsMetrics()
         self.counters = DayCounters(day_start, next_start)
         self._day_start = day_start
         self.rules = RuleSet(settings)
         s = settings()
         self.event_log = EventLog(log_path, s.event_log_max_bytes, s.event_log_files) if log_path else None
+        self.history_log = EventLog(history_path(log_path), HISTORY_MAX_BYTES, HISTORY_FILES) if log_path else None
+        self._rejected_line: Optional[dict] = None  # the 429s of the current span, not yet written
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._senders: dict = {}
         self._targets: tuple = ()
@@ -74,15 +100,21 @@ class OpsService:
             senders, self._senders = list(self._senders.values()), {}
         for sender in senders:
             sender.stop(timeout)
-        if self.event_log is not None:
-            self.event_log.close()
+        self._write_rejected_line()  # the ops thread has stopped: the last span's 429s are written now
+        for log_file in (self.event_log, self.history_log):
+            if log_file is not None:
+                log_file.close()
 
     def _restore(self) -> None:
         """Rebuild today's counters, the 24 h pause window and the alerts' state from the log."""
         if self.event_log is None:
             return
         now = self._wall()
-        for record in self.event_log.replay(min(self._day_start(now), now - DAY_S), ("pause", "resume", ALERT_KIND)):
+        since = min(self._day_start(now), now - DAY_S)
+        records = self.history_log.replay(since, HISTORY_KINDS)
+        if not records and self.history_log.last_record() is None:  # a log from before the history file
+            records = self.event_log.replay(since, HISTORY_KINDS)
+        for record in records:
             at = float(record["at"])
             if record["kind"] == "pause":
                 self.counters.pause(at)
@@ -129,6 +161,12 @@ class OpsService:
             for item in batch:
                 if isinstance(item, dict):
                     self._safely(self._process, item)
+            # a 429 line is written once its span is over: nothing waits (the thread has caught up) and no
+            # 429 came for a whole span; or when a flush asks for everything
+            line = self._rejected_line
+            if line is not None and (any(isinstance(item, _Flush) for item in batch) or (
+                    self._inbox.empty() and self._wall() - line["last_at"] >= REJECTED_LINE_S)):
+                self._safely(self._write_rejected_line)
             # rules once per batch: a burst of 429s costs one status snapshot, not one per event
             self._safely(self._apply_settings)
             self._safely(self._evaluate)
@@ -162,7 +200,11 @@ class OpsService:
         kind = str(record.get("kind", "unknown"))
         if kind == "config_change" and isinstance(record.get("changed"), dict):
             record["changed"] = {k: self._shown_value(k, v) for k, v in record["changed"].items()}
-        self._write(record)
+        if kind == "rejected":
+            self._add_rejected(record)
+        else:
+            self._write_rejected_line()  # the log keeps the order: the 429s before this event come first
+            self._write(record)
         self.metrics.events.labels(kind).inc()
         at = float(record["at"])
         if kind == "pause":
@@ -172,10 +214,30 @@ class OpsService:
         with self._lock:
             self.rules.observe(record)
 
+    def _add_rejected(self, record: dict) -> None:
+        line = self._rejected_line
+        if line is not None and float(record["at"]) - line["at"] >= REJECTED_LINE_S:
+            self._write_rejected_line()
+            line = None
+        if line is None:
+            self._rejected_line = {**record, "count": 1, "last_at": record["at"]}
+        else:  # the latest figures, the first time, and how many
+            line.update({k: v for k, v in record.items() if k not in ("at", "reason")}, count=line["count"] + 1,
+                        last_at=record["at"])
+            line["reason"] = f"{line['count']} prompts answered 429 (the hold queue is full)"
+
+    def _write_rejected_line(self) -> None:
+        line, self._rejected_line = self._rejected_line, None
+        if line is not None:
+            self._write(line)
+
     def _write(self, record: dict) -> None:
-        if self.event_log is not None and self.event_log.enabled:
-            if self.event_log.append(record) is None:
-                self.metrics.event_log_errors.inc()
+        if self.event_log is None or not self.event_log.enabled:
+            return
+        if self.event_log.append(record) is None:
+            self.metrics.event_log_errors.inc()
+        if record.get("kind") in HISTORY_KINDS:
+            self.history_log.append(record)  # errors are counted by the log itself (write_errors)
 
     def _evaluate(self) -> None:
         try:
@@ -216,7 +278,9 @@ class OpsService:
                         target, self.metrics, self.source,
                         retries=lambda: self._settings().webhook_retries,
                         timeout_s=lambda: self._settings().webhook_timeout_s,
-                        backoff_s=self._backoff_s, post=self._post, wall=self._wall)
+                        backoff_s=self._backoff_s, post=self._post, wall=self._wall,
+                        allow_hosts=lambda: getattr(self._settings(), "webhook_allow_hosts", ()),
+                        **self._sender_options)
             self._targets = targets
         for sender in old.values():
             sender.stop(0.5)
@@ -229,7 +293,8 @@ class OpsService:
     def status(self) -> dict:
         """`today` and `ops` for the guard's status object."""
         with self._lock:
-            alerts = {"firing": self.rules.firing(), "suppressed_by_cooldown": self.rules.suppressed}
+            alerts = {"firing": self.rules.firing(), "suppressed_by_cooldown": self.rules.suppressed,
+                      "restored_unconfirmed": self.rules.unconfirmed()}
             webhooks = [s.view() for s in self._senders.values()]
         event_log = {"enabled": False}
         if self.event_log is not None:

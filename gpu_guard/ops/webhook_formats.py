@@ -107,16 +107,19 @@ def build(fmt: str, url: str, secret: Optional[str], n: Notification, source: st
 
 
 def answer_problem(fmt: str, status: int, body: bytes) -> Optional[str]:
-    """None when the target accepted the message, else what went wrong (from its answer)."""
+    """None when the target accepted the message, else what went wrong. Only the status and a chat
+    service's numeric error code are kept: the answer's text may echo tokens and ends up in status."""
+    if 300 <= status < 400:
+        return f"HTTP {status} (a redirect; webhook redirects are not followed - use the final URL)"
     if not 200 <= status < 300:
         return f"HTTP {status}"
     if fmt in ("dingtalk", "feishu"):
         try:
             answer = json.loads(body or b"{}")
         except ValueError:
-            return f"answer is not JSON: {body[:100]!r}"
+            return f"{fmt} answered {status} with a body that is not JSON"
         code = answer.get("errcode", answer.get("code", answer.get("StatusCode", 0))) if isinstance(answer, dict) else 0
         if code not in (0, None):
-            message = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage")
-            return f"{fmt} refused the message: code {code} ({message})"
+            shown = code if isinstance(code, int) and not isinstance(code, bool) else "(not a number)"
+            return f"{fmt} refused the message: error code {shown} (see the service's error code list)"
     return None

@@ -5,10 +5,17 @@ loop hand a notification over and return. A failed attempt (network error, timeo
 chat service's error code) is retried after `backoff_s`, 2x, 4x, ... (at most 60 s) up to `retries`
 times; then the message is a dead letter (counted, logged without its URL). At most QUEUE_LIMIT
 messages wait; the oldest beyond that becomes a dead letter.
+
+Every error of an attempt is caught (a URL http.client refuses, a name that does not resolve, a
+refused address, a bug in a builder): it is an attempt that failed like any other. What is kept of
+it (`last_error`, in the unauthenticated status) and logged names the kind of failure only: never
+the target's answer body, the URL's path or query (tokens live there), or a traceback. Redirects
+are never followed: a 3xx is a failed attempt.
 """
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import urllib.error
@@ -17,7 +24,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from . import webhook_formats
-from .webhook_settings import public_url, resolve
+from .webhook_settings import public_url, resolve, resolved_problem
 
 log = logging.getLogger("gpu_guard.ops")
 
@@ -26,25 +33,50 @@ MAX_BACKOFF_S = 60.0
 USER_AGENT = "comfyui-gpu-guard-webhook/1"
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises HTTPError with the 3xx: an answer, never followed
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def http_post(url: str, body: bytes, headers: dict, timeout: float) -> tuple:
-    """(status, body) of a POST; HTTP errors are answers, network failures raise OSError."""
+    """(status, body) of a POST; HTTP errors (and 3xx: redirects are not followed) are answers,
+    network failures raise OSError."""
     request = urllib.request.Request(url, data=body, headers={"User-Agent": USER_AGENT, **headers}, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - http(s) checked at config
+        with _OPENER.open(request, timeout=timeout) as answer:  # noqa: S310 - http(s) checked at config
             return answer.status, answer.read(65536)
     except urllib.error.HTTPError as e:
-        return e.code, e.read(65536) if e.fp else b""
+        with e:
+            return e.code, e.read(65536) if e.fp else b""
+
+
+def describe_error(error: BaseException) -> str:
+    """What failed, without the URL or anything a target sent: the kind of error and, for network
+    errors, the operating system's reason."""
+    if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
+        reason = error.reason
+        return describe_error(reason) if isinstance(reason, BaseException) else "URLError"
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{type(error).__name__}: {error.strerror}"
+    return type(error).__name__
 
 
 class TargetSender:
     def __init__(self, target: dict, metrics, source: str, retries: Callable[[], int],
                  timeout_s: Callable[[], float], backoff_s: float = 1.0,
-                 post: Callable = http_post, wall: Callable[[], float] = time.time):
+                 post: Callable = http_post, wall: Callable[[], float] = time.time,
+                 allow_hosts: Callable[[], tuple] = tuple, address_check: Callable = resolved_problem):
         self.target = target
         self.name = target["name"]
         self._metrics, self._source = metrics, source
         self._retries, self._timeout_s, self._backoff_s = retries, timeout_s, backoff_s
         self._post, self._wall = post, wall
+        self._allow_hosts, self._address_check = allow_hosts, address_check
         self._queue: deque = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -102,14 +134,10 @@ class TargetSender:
     def _deliver(self, notification) -> None:
         retries = self._retries()
         for attempt in range(retries + 1):
-            url, secret = resolve(self.target)
-            request = webhook_formats.build(self.target["format"], url, secret, notification, self._source,
-                                            self._wall())
             try:
-                status, body = self._post(request.url, request.body, request.headers, self._timeout_s())
-                problem = webhook_formats.answer_problem(self.target["format"], status, body)
-            except (OSError, ValueError) as e:  # timeouts are OSError (socket.timeout / TimeoutError)
-                problem = f"{type(e).__name__}: {e}"
+                problem = self._attempt(notification)
+            except Exception as e:  # noqa: BLE001 - any failure is a failed attempt (InvalidURL included)
+                problem = describe_error(e)
             if problem is None:
                 self.delivered += 1
                 self._metrics.delivered(self.name)
@@ -122,6 +150,16 @@ class TargetSender:
             if self._sleep(min(MAX_BACKOFF_S, self._backoff_s * 2 ** attempt)):
                 return  # stopping
         self._dead_letter(f"{retries + 1} attempts failed, last: {self.last_error}")
+
+    def _attempt(self, notification) -> Optional[str]:
+        """One delivery attempt: None when the target accepted it, else what went wrong."""
+        url, secret = resolve(self.target)
+        refused = self._address_check(url, self._allow_hosts())
+        if refused is not None:
+            return refused
+        request = webhook_formats.build(self.target["format"], url, secret, notification, self._source, self._wall())
+        status, body = self._post(request.url, request.body, request.headers, self._timeout_s())
+        return webhook_formats.answer_problem(self.target["format"], status, body)
 
     def _sleep(self, seconds: float) -> bool:
         with self._cond:

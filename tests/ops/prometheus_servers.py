@@ -11,11 +11,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.harness.artifacts import artifact_dir
 from tests.harness.processes import stop_process
+from tests.harness.required import missing
 from tests.harness.server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "prometheus-al
 def binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} is not installed: install Debian's {PACKAGES[name]} package "
+        missing(f"{name} is not installed: install Debian's {PACKAGES[name]} package "
                     "(scripts/setup_env.sh does, run as root)")
     return path
 

@@ -2,8 +2,8 @@
 answers from a script.
 
 Each entry of `script` answers one request, in order (the last one repeats): an HTTP status (int),
-("hang", seconds) to answer 200 only after that long (a client with a shorter timeout gives up), or
-(status, body bytes).
+("hang", seconds) to answer 200 only after that long (a client with a shorter timeout gives up),
+("redirect", url) to answer 307 with that Location, or (status, body bytes).
 """
 from __future__ import annotations
 
@@ -39,9 +39,11 @@ class Receiver:
                                                            body, time.monotonic()))
                     receiver._cond.notify_all()
                     step = receiver.script[min(index, len(receiver.script) - 1)]
-                status, answer = 200, receiver.default_body
+                status, answer, location = 200, receiver.default_body, None
                 if isinstance(step, tuple) and step[0] == "hang":
                     receiver.release.wait(step[1])
+                elif isinstance(step, tuple) and step[0] == "redirect":
+                    status, location = 307, step[1]
                 elif isinstance(step, tuple):
                     status, answer = step
                 else:
@@ -49,6 +51,8 @@ class Receiver:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
+                    if location:
+                        self.send_header("Location", location)
                     self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
                     self.wfile.write(answer)

@@ -5,9 +5,12 @@ import time
 from tests.ops.helpers import Settings, event
 from tests.ops.receiver import Receiver
 
+# a Standard Webhooks secret without the whsec_ prefix: base64, unpadded (the spec allows both)
+PLAIN_SECRET = "ZGVsaXZlcnktdGVzdHMtc2lnbmluZy1rZXktMDEyMzQ1"
+
 
 def json_target(receiver, name="ops"):
-    return {"name": name, "format": "json", "secret": "plain secret", "url": receiver.url + "/hook"}
+    return {"name": name, "format": "json", "secret": PLAIN_SECRET, "url": receiver.url + "/hook"}
 
 
 def sensor_alert(service, clock):

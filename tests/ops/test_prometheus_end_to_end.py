@@ -64,6 +64,13 @@ def query(prometheus, expr):
     return answer["data"]["result"]
 
 
+def value(prometheus, expr):
+    """The single value of an instant query (None while it has no series yet)."""
+    result = query(prometheus, expr)
+    assert len(result) <= 1, result
+    return float(result[0]["value"][1]) if result else None
+
+
 def notifications(receiver):
     return [r.json() for r in receiver.requests if r.path == "/alertmanager"]
 
@@ -100,10 +107,16 @@ def test_pause_alert_fires_and_resolves_through_prometheus_and_alertmanager(comf
                            timeout=30, interval=0.2, what="Prometheus scraping ComfyUI")
                 assert pause_alerts(prometheus) == []
 
+                drill.set_config(max_held=3)
                 drill.pause()
-                prompt_id = server.post_prompt(tiny_workflow(7))
-                wait_until(lambda: query(prometheus, "gpu_guard_held_prompts >= 1"), timeout=20, interval=0.2,
-                           what="Prometheus to see the held prompt")
+                held = [server.post_prompt(tiny_workflow(7 + i)) for i in range(3)]
+                refused = [server.post_prompt_raw(tiny_workflow(20 + i)).status_code for i in range(2)]
+                assert refused == [429, 429]
+                # the numbers the drill produced, as Prometheus has them
+                wait_until(lambda: value(prometheus, "gpu_guard_held_prompts") == 3, timeout=20, interval=0.2,
+                           what="Prometheus to see 3 held prompts")
+                wait_until(lambda: value(prometheus, "sum(gpu_guard_rejected_prompts_total)") == 2, timeout=20,
+                           interval=0.2, what="Prometheus to count 2 prompts answered 429")
                 (alert,) = wait_until(lambda: [a for a in pause_alerts(prometheus) if a["state"] == "firing"],
                                       timeout=30, interval=0.2, what="the pause alert firing in /api/v1/alerts")
                 assert alert["labels"]["job"] == "comfyui" and alert["labels"]["severity"] == "warning"
@@ -116,7 +129,8 @@ def test_pause_alert_fires_and_resolves_through_prometheus_and_alertmanager(comf
                 assert "holds prompts" in sent["annotations"]["summary"] and sent["startsAt"]
 
                 drill.resume()
-                assert server.wait_history(prompt_id, timeout=60)["status"]["status_str"] == "success"
+                for prompt_id in held:
+                    assert server.wait_history(prompt_id, timeout=60)["status"]["status_str"] == "success"
                 wait_until(lambda: pause_alerts(prometheus) == [], timeout=30, interval=0.2,
                            what="the pause alert to leave /api/v1/alerts")
                 resolved = wait_until(lambda: [n for n in notifications(receiver) if n["status"] == "resolved"],
@@ -124,12 +138,14 @@ def test_pause_alert_fires_and_resolves_through_prometheus_and_alertmanager(comf
                 assert resolved["alerts"][0]["labels"]["alertname"] == PAUSE_ALERT
                 assert resolved["alerts"][0]["endsAt"] > resolved["alerts"][0]["startsAt"]
 
-                wait_until(lambda: query(prometheus, "gpu_guard_hold_wait_seconds_count > 0"), timeout=20,
-                           interval=0.2, what="the hold wait in Prometheus")
+                wait_until(lambda: value(prometheus, "sum(gpu_guard_hold_wait_seconds_count)") == 3, timeout=20,
+                           interval=0.2, what="the 3 hold waits in Prometheus")
+                assert value(prometheus, "gpu_guard_held_prompts") == 0
                 empty = [(title, expr) for title, expr in dashboard_queries()
                          if not query(prometheus, as_prometheus_query(expr))]
                 assert empty == [], f"dashboard queries without a series: {empty}"
-                assert query(prometheus, "gpu_guard_pauses_today")[0]["value"][1] == "1"
+                assert value(prometheus, "gpu_guard_pauses_today") == 1
+                assert value(prometheus, 'sum(gpu_guard_events_total{kind="rejected"})') == 2
             finally:
                 prometheus.stop()
         finally:

@@ -25,8 +25,8 @@ def guard(tmp_path):
     ({"format": "slack", "url": "example.org/x"}, "webhooks[0].url must be an http:// or https:// URL"),
     ({"format": "json", "url": "https://example.org/x"}, "webhooks[0]: format json is signed the Standard "
                                                          "Webhooks way and needs a secret"),
-    ({"format": "json", "url": "https://example.org/x", "secret_env": "NO_SUCH_VARIABLE_SET"},
-     "webhooks[0].secret_env: the environment variable NO_SUCH_VARIABLE_SET is not set"),
+    ({"format": "json", "url": "https://example.org/x", "secret_env": "GPU_GUARD_HOOK_NO_SUCH_VARIABLE"},
+     "webhooks[0].secret_env: the environment variable GPU_GUARD_HOOK_NO_SUCH_VARIABLE is not set"),
     ({"format": "slack"}, "webhooks[0] needs exactly one of url or url_env"),
     ({"format": "slack", "url": "https://x.org", "colour": "red"}, "webhooks[0]: unknown key(s) colour"),
     ({"format": "slack", "url": "https://x.org", "rules": ["everything"]}, "webhooks[0].rules must be"),
@@ -47,13 +47,13 @@ def test_secrets_are_not_accepted_over_http_but_are_from_the_file(guard, tmp_pat
     _, errors = guard.update_config({"webhooks": [inline]})
     assert errors and "secrets are not accepted over HTTP" in errors[0] and "secret_env" in errors[0]
 
-    monkeypatch.setenv("OPS_HOOK_SECRET", "whsec_MDEyMzQ1Njc4OWFiY2RlZg==")
+    monkeypatch.setenv("GPU_GUARD_HOOK_OPS_SECRET", "whsec_MDEyMzQ1Njc4OWFiY2RlZg==")
     view, errors = guard.update_config({"webhooks": [{"format": "json", "url": "https://example.org/hook",
-                                                      "secret_env": "OPS_HOOK_SECRET"}, SLACK]})
+                                                      "secret_env": "GPU_GUARD_HOOK_OPS_SECRET"}, SLACK]})
     assert errors == []
     assert json.loads(path.read_text())["webhooks"][0] == {"name": "json-0", "format": "json",
                                                             "url": "https://example.org/hook",
-                                                            "secret_env": "OPS_HOOK_SECRET"}
+                                                            "secret_env": "GPU_GUARD_HOOK_OPS_SECRET"}
 
     config_file = tmp_path / "file.json"
     config_file.write_text(json.dumps({"webhooks": [inline]}))
@@ -78,11 +78,11 @@ def test_the_routes_view_hides_secrets_and_url_paths(tmp_path):
 
 
 def test_targets_from_the_environment_as_json(monkeypatch):
-    monkeypatch.setenv("CHAT_URL", "https://hooks.slack.com/services/A/B/C")
-    source = cfg.load(None, {"GPU_GUARD_WEBHOOKS": json.dumps([{"format": "slack", "url_env": "CHAT_URL"}]),
+    monkeypatch.setenv("GPU_GUARD_HOOK_CHAT_URL", "https://hooks.slack.com/services/A/B/C")
+    source = cfg.load(None, {"GPU_GUARD_WEBHOOKS": json.dumps([{"format": "slack", "url_env": "GPU_GUARD_HOOK_CHAT_URL"}]),
                              "GPU_GUARD_ALERT_PAUSES_PER_DAY": "20"})
     assert source.problems == []
-    assert source.config.webhooks == ({"name": "slack-0", "format": "slack", "url_env": "CHAT_URL"},)
+    assert source.config.webhooks == ({"name": "slack-0", "format": "slack", "url_env": "GPU_GUARD_HOOK_CHAT_URL"},)
     assert source.config.alert_pauses_per_day == 20 and {"webhooks", "alert_pauses_per_day"} <= source.pinned
     bad = cfg.load(None, {"GPU_GUARD_WEBHOOKS": "[{not json"})
     assert bad.config.webhooks == () and "GPU_GUARD_WEBHOOKS must be a JSON list" in bad.problems[0]

@@ -32,14 +32,39 @@ def deliver(target, n, answer=b"ok"):
     return request
 
 
-def verify_standard_webhooks(secret, headers, body, tolerance_s=300):
-    """The receiver's side of the Standard Webhooks spec, written from the spec."""
-    msg_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
-    assert abs(time.time() - int(timestamp)) < tolerance_s
-    key = base64.b64decode(secret.split("_", 1)[1])
-    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest())
-    given = [s.split(",", 1) for s in headers["webhook-signature"].split(" ")]
-    return any(v == "v1" and hmac.compare_digest(sig.encode(), expected) for v, sig in given)
+def verify_standard_webhooks(secret, headers, body):
+    """The receiver's side, by the reference library of the spec (PyPI `standardwebhooks`), never by
+    our own algorithm: it checks the timestamp tolerance and every v1 signature."""
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    try:
+        Webhook(secret).verify(body, dict(headers), json_parse=False)
+        return True
+    except WebhookVerificationError:
+        return False
+
+
+# the same key, written both ways the spec allows: with the whsec_ prefix, and plain (unpadded) base64
+PLAIN = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode().rstrip("=")
+
+
+@pytest.mark.parametrize("secret", [WHSEC, PLAIN, "whsec_" + base64.b64encode(b"x" * 24).decode().rstrip("=")],
+                         ids=["whsec", "plain", "whsec-unpadded"])
+def test_each_form_of_secret_verifies_with_the_reference_library(secret):
+    request = deliver({"format": "json", "secret": secret}, notification())
+    assert verify_standard_webhooks(secret, request.headers, request.body)
+    other = "whsec_" + base64.b64encode(b"another secret, 24 bytes").decode()
+    assert not verify_standard_webhooks(other, request.headers, request.body)
+
+
+def test_a_secret_the_spec_cannot_read_is_refused_naming_the_fix():
+    from gpu_guard.config import SETTINGS_BY_NAME
+
+    parse = SETTINGS_BY_NAME["webhooks"].parse
+    for bad in ("plain secret with spaces", "whsec_not*base64", "whsec_"):
+        with pytest.raises(ValueError, match=r"webhooks\[0\]: the secret is (not base64|empty): a Standard Webhooks "
+                                             r"secret is base64"):
+            parse([{"format": "json", "url": "https://example.org/hook", "secret": bad}], False)
 
 
 def test_generic_json_is_signed_the_standard_webhooks_way():

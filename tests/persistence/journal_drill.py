@@ -12,8 +12,11 @@ DRILL_PACK_NAME = "journal_drill_nodes"
 JOURNAL_NAME = "gpu_guard_journal.sqlite3"
 
 
-def drill_workflow(tag: str, block: bool = False) -> dict:
-    return {"1": {"class_type": "JournalDrillRun", "inputs": {"tag": tag, "block": block}}}
+def drill_workflow(tag: str, block: bool = False, payload_bytes: int = 0) -> dict:
+    inputs = {"tag": tag, "block": block}
+    if payload_bytes:
+        inputs["payload"] = "x" * payload_bytes
+    return {"1": {"class_type": "JournalDrillRun", "inputs": inputs}}
 
 
 class JournalDrill(GuardDrill):

@@ -14,17 +14,6 @@ pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 SECRET = "sk-journal-MARKER-7c5e91"
 
 
-@pytest.fixture
-def make_drill(comfy_factory):
-    def make(**env):
-        server = comfy_factory(env={k.upper(): str(v) for k, v in env.items()}, checkpoint=False, start=False)
-        drill = JournalDrill(server)
-        server.start()
-        return drill
-
-    return make
-
-
 def priority_order(posted: dict) -> list:
     """ComfyUI's order: number, then prompt id."""
     return [pid for pid, number in sorted(posted.items(), key=lambda kv: (kv[1], kv[0]))]

@@ -9,10 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.harness.artifacts import artifact_dir
 from tests.harness.processes import stop_process
+from tests.harness.required import missing
 from tests.harness.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ EXAMPLE_CONFIG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
 def haproxy_or_skip() -> str:
     path = shutil.which("haproxy")
     if path is None:
-        pytest.skip("haproxy is not installed (scripts/setup_env.sh installs Debian's haproxy as root)")
+        missing("haproxy is not installed (scripts/setup_env.sh installs Debian's haproxy as root)")
     return path
 
 

@@ -27,9 +27,11 @@ class JournalDrillRun:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"tag": ("STRING", {"default": ""}), "block": ("BOOLEAN", {"default": False})}}
+        # payload: ignored; it makes a graph as large as a drill needs (a 200 KB prompt)
+        return {"required": {"tag": ("STRING", {"default": ""}), "block": ("BOOLEAN", {"default": False})},
+                "optional": {"payload": ("STRING", {"default": ""})}}
 
-    def run(self, tag, block):
+    def run(self, tag, block, payload=""):
         _note(f"start {tag}")
         deadline = time.monotonic() + BLOCK_LIMIT_S
         while block and os.path.exists(os.environ["JOURNAL_DRILL_BLOCK"]) and time.monotonic() < deadline:
