@@ -24,6 +24,7 @@ from .metrics import GuardMetrics
 from .monitor import PAUSED, RUNNING, Monitor, Transition
 from .operator_hold import OperatorHold
 from .priority import NORMAL, Lanes
+from .priority import enforced as priority_enforced
 from .pack_version import VERSION as PACK_VERSION
 from .pending import NOTHING_PENDING, Pending, as_pending
 from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, RUN_NORMAL, Admission, HeldPrompt, PassResult,
@@ -400,8 +401,9 @@ class Guard:
             }
 
     def ready(self) -> tuple:
-        """(ok, reason): False while draining, paused (by memory or an operator; a full hold queue is
-        named) or failing closed."""
+        """(ok, reason): False while the server cannot take a prompt: draining, paused with the hold
+        queue full, or failing closed. A pause that can still hold is ready unless ready_strict is set
+        (docs/scale_out.md: readiness that sheds load without outages)."""
         with self._lock:
             if self._operator.draining is not None:
                 return False, f"draining: {self._drain_left()} prompts left; new prompts are refused"
@@ -411,7 +413,11 @@ class Guard:
             unguarded = (f"; prompts run UNGUARDED: the queue hook failed ({self._unguarded['error']})"
                          if self._unguarded["active"] else "")
             if state == PAUSED:
-                return False, "paused: " + self._why_closed() + self._hold_queue_full() + unguarded
+                full = self._hold_queue_full()
+                reason = "paused: " + self._why_closed() + full + unguarded
+                if full or self.config.ready_strict or self._monitor.failing_closed:
+                    return False, reason + ("; ready_strict" if self.config.ready_strict and not full else "")
+                return True, reason + "; new prompts are held"
             if unguarded:
                 return True, "running" + unguarded
             if self._monitor.sensor_failing:
@@ -428,7 +434,7 @@ class Guard:
                  for rank, c in enumerate(self.lanes.classes)]
         lanes.append({"name": NORMAL, "rank": len(lanes), "max_held": self.config.max_held,
                       "held": held.get(None, 0)})
-        return {"enforce": self.config.priority_enforce, "max_wait_s": self.config.priority_max_wait_s,
+        return {"enforce": priority_enforced(self.config), "max_wait_s": self.config.priority_max_wait_s,
                 "classes": lanes}
 
     def live(self) -> tuple:

@@ -6,7 +6,9 @@ guard drain (new prompts get 429, readiness 503) and the process ends with the d
 nothing is queued or running, or after drain_on_sigterm_s; a second SIGTERM ends it at once. When
 another handler is installed already (a newer ComfyUI, another pack), it is left alone.
 
-Signal handlers can only be set on the main thread: ComfyUI imports custom nodes there.
+Signal handlers can only be set on the main thread: ComfyUI imports custom nodes there. As a PID
+namespace's init (a container's PID 1 without tini) the process exits with status 143 instead, since the
+kernel ignores a default-action SIGTERM there; the image runs tini as PID 1 anyway (deploy/container).
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ def queue_empty(queue) -> bool:
 
 
 def _end_now() -> None:
+    if os.getpid() == 1:
+        # The kernel drops a default-action signal sent to a PID namespace's init (a container's PID 1
+        # without tini), so the SIGTERM below would do nothing: exit with the status a shell gives it.
+        logging.shutdown()
+        os._exit(128 + signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
