@@ -57,9 +57,10 @@ def install_sigterm_drain(guard, queue, max_s: float, end=_end_now, signal_self=
         deadline = time.monotonic() + max_s
         while time.monotonic() < deadline and not queue_empty(queue):
             time.sleep(CHECK_S)
-        left = guard.drain_left()
-        _log.warning("VRAM guard: %s; ending the process", "drained" if not left else
-                     f"drain_on_sigterm_s={max_s:g} passed with {left} prompts left")
+        # the queue itself says whether it drained: the guard's count follows the worker a moment later
+        drained = queue_empty(queue)
+        _log.warning("VRAM guard: %s; ending the process", "drained" if drained else
+                     f"drain_on_sigterm_s={max_s:g} passed with {guard.drain_left()} prompts left")
         signal_self()
 
     def on_sigterm(signum, frame):
