@@ -160,7 +160,7 @@ SETTINGS = (
             "/gpu_guard/ready answers 503 while paused (the server leaves rotation); false = 503 only when it "
             "cannot take a prompt (draining, hold queue full, failing closed), so a pause is never an outage"),
     Setting("lb_agent_port", _number(0, 65535, integer=True), False,
-            "TCP port of the load-balancer agent (HAProxy agent-check: up 100% running, up 1% paused, drain "
+            "TCP port of the load-balancer agent (HAProxy agent-check: weight 100% running, 1% paused, 0% "
             "when not ready), on ComfyUI's listen address; 0 = off"),
     Setting("alert_held_s", _number(0, 7 * 86400), True,
             "warn when a prompt is held longer than this; 0 = never"),

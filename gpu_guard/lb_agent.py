@@ -5,9 +5,12 @@ a pool. The agent tells a load balancer which servers to prefer: HAProxy connect
 `agent-inter`, reads one line and sets the server's weight from it.
 
 - "up 100%": running, prompts start at once;
-- "up 1%": paused but holding, so it gets a prompt only when every server is paused (then all are
-  equal again) or about one in a hundred next to a running one;
-- "drain": not ready (draining, hold queue full, failing closed); the HTTP check takes it out too.
+- "up 1%": paused but holding, so it gets about one prompt in a hundred next to a running one, and
+  an equal share when every server is paused;
+- "up 0%": not ready (draining, hold queue full, failing closed): no new prompts; the HTTP check
+  takes it out too.
+Only weights and "up" (which defers to the health check): an agent never touches the server's
+administrative state, so an operator's `disable server` (MAINT) or `drain` stays in force.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ _log = logging.getLogger("gpu_guard")
 # instead of HAProxy having no server at all (the outage this signal exists to avoid).
 PAUSED_WEIGHT = "up 1%"
 RUNNING_WEIGHT = "up 100%"
-NOT_READY = "drain"
+NOT_READY = "up 0%"
 ANSWER_TIMEOUT_S = 2.0  # a client that connects and stalls does not hold a handler thread for long
 
 
@@ -41,7 +44,7 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             answer = agent_answer(self.server.guard)
         except Exception:  # noqa: BLE001 - a fault in the guard must not take the server out
-            _log.exception("VRAM guard: load-balancer agent could not read the guard; answering up 100%")
+            _log.exception("VRAM guard: load-balancer agent could not read the guard; answering %s", RUNNING_WEIGHT)
             answer = RUNNING_WEIGHT
         try:
             self.request.sendall(answer.encode("ascii") + b"\n")

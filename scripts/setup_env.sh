@@ -35,15 +35,20 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager
   fi
 fi
 # Debian's HAProxy: the load-balancer drill (tests/scale_out) puts two ComfyUI servers behind it.
-if ! command -v haproxy >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      haproxy >/dev/null) \
-      || echo "setup_env: could not install haproxy; the load-balancer drill will be skipped" >&2
-  else
-    echo "setup_env: haproxy not found and not root; the load-balancer drill will be skipped" >&2
+# Debian's tini: the container's PID 1 (deploy/container); tests/deploy runs the pod's command with it.
+for tool in haproxy tini; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "$tool" >/dev/null); then
+      :
+    elif [ "${CI:-}" = true ]; then
+      echo "setup_env: could not install $tool (needs root and apt); with CI=true this is an error" >&2
+      exit 1
+    else
+      echo "setup_env: $tool is not installed (run as root); the tests that need it will be skipped" >&2
+    fi
   fi
-fi
+done
 # comfy-cli, the Comfy registry's tool, in a venv of its own (its many dependencies stay out of .venv):
 # tests/test_registry.py runs `comfy node validate` with it. Unpinned, like the registry's publish action.
 if [ ! -x .cache/comfy-cli/bin/comfy ]; then

@@ -81,7 +81,7 @@ def test_the_agent_answers_weights_haproxy_understands():
         guard.operator_pause("ops")
         assert agent_line(agent.address) == "up 1%"
         guard.drain("ops")
-        assert agent_line(agent.address) == "drain"
+        assert agent_line(agent.address) == "up 0%"
     finally:
         agent.stop()
 
