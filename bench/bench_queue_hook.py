@@ -1,8 +1,9 @@
 """Cost of the adapter's queue hook on ComfyUI's real PromptQueue, against the bare queue in the same run.
 
 Imports `execution.PromptQueue` from the ComfyUI the tests use (0.3.75, CPU), then times:
-1. dispatch: `get` of ComfyUI's own queue vs. the guarded `get` (priority listing, the guard's
-   decision, the pop through ComfyUI's `get`), with the guard running, 1 / 10 / 100 pending;
+1. dispatch: `get` of ComfyUI's own queue vs. the guarded `get` (a fresh probe reading, the guard's
+   decision, the pop through ComfyUI's `get`), with the guard running, 1 / 10 / 100 pending, on the
+   file probe and on the simulated GPU (sim:PATH);
 2. hold round: the guarded `get(timeout=0)` while paused (decide every held prompt, return None);
 3. put: ComfyUI's `put` vs. `put` with the `queue_updated` tap (the held-set bookkeeping).
 Each case: the same queue depth before every call, best of five batches. Target: < 50 us per dispatch.
@@ -76,30 +77,32 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         probe = os.path.join(folder, "probe.json")
 
-        def reading(ratio):
+        def reading(ratio, kind):
             with open(probe + ".tmp", "w") as f:
-                json.dump({"used_bytes": round(ratio * 1e10), "total_bytes": 10_000_000_000}, f)
+                used = round(ratio * 1e10)
+                json.dump({"used_bytes": used, "total_bytes": 10_000_000_000} if kind == "file" else
+                          {"foreign_bytes": used, "total_bytes": 10_000_000_000}, f)
             os.replace(probe + ".tmp", probe)
 
-        def guard_at(ratio):
-            reading(ratio)
-            guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"file:{probe}", "GPU_GUARD_FAST_LANE": "0"})
+        def guard_at(ratio, kind="file"):
+            reading(ratio, kind)
+            guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"{kind}:{probe}", "GPU_GUARD_FAST_LANE": "0"})
             guard.poll_once()
             return guard
 
         rows = []
-        for pending in (1, 10, 100):
+        for pending, kind in ((1, "file"), (10, "file"), (100, "file"), (10, "sim"), (100, "sim")):
             bare = PromptQueue(QuietServer())
             guarded = PromptQueue(QuietServer())
             for n in range(pending):
                 bare.put(item(n))
                 guarded.put(item(n))
-            hook = QueueHook(guard_at(0.5), guarded, lambda: [])
+            hook = QueueHook(guard_at(0.5, kind), guarded, lambda: [])
             hook.install()
             rounds = 2000
             base = best_us(refilled_get(bare, bare.get), rounds)
             with_hook = best_us(refilled_get(guarded, guarded.get), rounds)
-            rows.append((f"dispatch, running, {pending} pending", base, with_hook))
+            rows.append((f"dispatch, running, {pending} pending, {kind}", base, with_hook))
 
         for held in (10, 100):
             queue = PromptQueue(QuietServer())
@@ -127,12 +130,12 @@ def main() -> int:
                          best_us(put_delete(guarded), 500)))
 
     print("VRAM guard queue hook on ComfyUI's PromptQueue (times per call, best of 5)")
-    print(f"{'case':38} {'ComfyUI alone':>14} {'with the hook':>14} {'added':>10} {'ratio':>7}")
+    print(f"{'case':44} {'ComfyUI alone':>14} {'with the hook':>14} {'added':>10} {'ratio':>7}")
     for label, base, hooked in rows:
         if base is None:
-            print(f"{label:38} {'-':>14} {hooked:11.1f} us {'':>10} {'':>7}")
+            print(f"{label:44} {'-':>14} {hooked:11.1f} us {'':>10} {'':>7}")
         else:
-            print(f"{label:38} {base:11.1f} us {hooked:11.1f} us {hooked - base:7.1f} us {hooked / base:6.1f}x")
+            print(f"{label:44} {base:11.1f} us {hooked:11.1f} us {hooked - base:7.1f} us {hooked / base:6.1f}x")
     worst = max(h - b for _l, b, h in rows if b is not None and _l.startswith("dispatch"))
     print(f"largest time added per dispatch: {worst:.1f} us (target < 50 us): {'PASS' if worst < 50 else 'FAIL'}")
     return 0

@@ -34,15 +34,18 @@ def main(argv=None) -> int:
     parser.add_argument("--posts", type=int, default=200)
     parser.add_argument("--max-held", type=int, default=20)
     parser.add_argument("--retry-after-s", type=int, default=7)
+    parser.add_argument("--probe", choices=("file", "sim"), default="sim",
+                        help="the guard's probe: the simulated GPU (default) or the static file probe")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="burst_guard_") as base:
         probe = ProbeFile(Path(base) / "probe.json")
-        probe.write_ratio(0.10)
-        env = {"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": "0.05"}
+        drill_probe = GuardDrill(None, probe, sim=args.probe == "sim")
+        drill_probe.write_ratio(0.10)
+        env = {"GPU_GUARD_PROBE": f"{args.probe}:{probe.path}", "GPU_GUARD_POLL_S": "0.05"}
         server = ComfyServer(Path(base) / "server", name="burst_guard", env=env)
         print(f"starting ComfyUI (log: {server.log_path}) ...", flush=True)
         with server:
-            drill = GuardDrill(server, probe)
+            drill = GuardDrill(server, probe, sim=args.probe == "sim")
             drill.set_config(max_held=args.max_held, retry_after_s=args.retry_after_s)
             baseline, baseline_s = timed_burst(drill, args.posts, 20000)  # running: every post is queued
             drill.wait_idle(timeout=600)
@@ -57,7 +60,7 @@ def main(argv=None) -> int:
     ok = (len(held) == args.max_held and len(refused) == args.posts - args.max_held and retry_ok
           and pending == sorted(held) and len(ran) == len(held)
           and sum(a.status_code == 200 for a in baseline) == args.posts)
-    print(f"burst of {args.posts} concurrent POST /prompt, max_held {args.max_held}")
+    print(f"burst of {args.posts} concurrent POST /prompt, max_held {args.max_held}, {args.probe} probe")
     print(f"  guard running (baseline): {sum(a.status_code == 200 for a in baseline)} queued in {baseline_s:.2f} s")
     print(f"  guard paused:             {len(held)} held, {len(refused)} x 429 (Retry-After "
           f"{args.retry_after_s} s on all: {retry_ok}) in {burst_s:.2f} s ({burst_s / baseline_s:.2f}x the baseline)")

@@ -31,20 +31,23 @@ def main(argv=None) -> int:
     parser.add_argument("--poll-s", type=float, default=1.0, help="the guard's poll interval (default: the guard's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--delete-share", type=float, default=0.2)
+    parser.add_argument("--probe", choices=("file", "sim"), default="sim",
+                        help="the guard's probe: the simulated GPU (default) or the static file probe")
     args = parser.parse_args(argv)
     if args.cycles < 1 or args.prompts < args.cycles:
         parser.error("need at least one cycle and one prompt per cycle")
 
     with tempfile.TemporaryDirectory(prefix="soak_guard_") as base:
         probe = ProbeFile(Path(base) / "probe.json")
-        probe.write_ratio(0.10)
-        env = {"GPU_GUARD_PROBE": f"file:{probe.path}", "GPU_GUARD_POLL_S": str(args.poll_s)}
+        drill_probe = GuardDrill(None, probe, sim=args.probe == "sim")
+        drill_probe.write_ratio(0.10)
+        env = {"GPU_GUARD_PROBE": f"{args.probe}:{probe.path}", "GPU_GUARD_POLL_S": str(args.poll_s)}
         server = ComfyServer(Path(base) / "server", name="soak_guard", env=env)
         print(f"starting ComfyUI (log: {server.log_path}) ...", flush=True)
         with server:
-            report = run_soak(GuardDrill(server, probe), prompts=args.prompts, cycles=args.cycles,
+            report = run_soak(GuardDrill(server, probe, sim=args.probe == "sim"), prompts=args.prompts, cycles=args.cycles,
                               seed=args.seed, delete_share=args.delete_share)
-    print(f"VRAM guard soak (poll interval {args.poll_s:g} s, seed {args.seed}, pid {os.getpid()})")
+    print(f"VRAM guard soak on the {args.probe} probe (poll interval {args.poll_s:g} s, seed {args.seed}, pid {os.getpid()})")
     for line in report.lines():
         print("  " + line)
     lat = sorted(report.resume_latencies_s)

@@ -82,12 +82,21 @@ def _probe_spec(value: Any, from_text: bool) -> str:
         text = value.strip()
         if text.lower() in PROBE_NAMES:
             return text.lower()
-        if text.startswith("file:") and len(text) > len("file:"):
+        if any(text.startswith(kind) and len(text) > len(kind) for kind in ("file:", "sim:")):
             return text
-    raise ValueError(f"must be one of {' | '.join(PROBE_NAMES)} | file:PATH, got {value!r}")
+    raise ValueError(f"must be one of {' | '.join(PROBE_NAMES)} | file:PATH | sim:PATH, got {value!r}")
 
 
-_probe_spec.allowed = "auto | nvml | torch | ram | off | file:PATH"
+_probe_spec.allowed = "auto | nvml | torch | ram | off | file:PATH | sim:PATH"
+
+
+def _folder(value: Any, from_text: bool) -> str:
+    if isinstance(value, str) and "\x00" not in value:
+        return value.strip()
+    raise ValueError(f"must be a folder path (empty = the default), got {value!r}")
+
+
+_folder.allowed = "a folder path, or empty for the default"
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,11 @@ SETTINGS = (
     Setting("idle_unload_s", _number(0, 7 * 86400), True,
             "release this ComfyUI's idle models after this many seconds without a prompt; 0 = never "
             "(for GPUs shared by several servers)"),
+    Setting("neighbours", _boolean, True,
+            "find the guards of other ComfyUI servers on the same GPU, publish this one's idle memory, and "
+            "ask an idle neighbour to release its idle models when they keep prompts held here"),
+    Setting("neighbours_dir", _folder, False,
+            "the registry folder shared by the guards of one machine; empty = $XDG_RUNTIME_DIR or /dev/shm"),
     Setting("live_max_run_s", _number(0, 7 * 86400), True,
             "/gpu_guard/live fails once one prompt has run longer than this (the worker is stuck); "
             "0 = never by time; size it above the longest job"),
@@ -186,6 +200,15 @@ SETTINGS = (
     Setting("webhook_retries", _number(0, 20, integer=True), True,
             "retries of a failed webhook delivery (backoff 1 s, 2 s, 4 s ... 60 s) before a dead letter"),
     Setting("webhook_timeout_s", _number(0.1, 60), True, "seconds one webhook attempt may take"),
+    Setting("oom_rescue", _boolean, True,
+            "a prompt that runs out of GPU memory is put back at the head of its lane and runs again once "
+            "its learned peak is free, instead of ending as an error"),
+    Setting("oom_retries", _number(0, 20, integer=True), True,
+            "times one prompt is rescued from out-of-memory before it ends as an error"),
+    Setting("learned_peaks_max", _number(0, 100_000, integer=True), True,
+            "workflows whose measured peak is remembered (least recently used out); 0 = learn nothing"),
+    Setting("alert_ooms_per_hour", _number(0, 1_000_000, integer=True), True,
+            "webhook alert when more prompts than this ran out of GPU memory in the last hour; 0 = off"),
     Setting("persist", _boolean, False,
             "journal the queued and held prompts in ComfyUI's user directory and restore them at start"),
     Setting("persist_running", _choice("rerun", "fail"), True,
@@ -213,6 +236,8 @@ class GuardConfig:
     sensor_policy: str = "open"
     free_on_hold: bool = True
     idle_unload_s: float = 0.0
+    neighbours: bool = True
+    neighbours_dir: str = ""
     live_max_run_s: float = 3600.0
     drain_on_sigterm_s: float = 0.0
     priority_classes: tuple = ()
@@ -232,6 +257,10 @@ class GuardConfig:
     webhooks: tuple = ()
     webhook_retries: int = 5
     webhook_timeout_s: float = 5.0
+    oom_rescue: bool = True
+    oom_retries: int = 2
+    learned_peaks_max: int = 2000
+    alert_ooms_per_hour: int = 0
     persist: bool = True
     persist_running: str = "rerun"
 

@@ -89,18 +89,21 @@ def estimate_node(class_type: str, inputs: Mapping[str, Any], prompt: Mapping[st
     return int(value)
 
 
-def estimate_prompt(prompt: Any) -> Optional[int]:
-    """Estimated peak bytes of an API-format prompt, or None when any node's cost is unknown."""
+def estimate_prompt(prompt: Any, unknown: Optional[int] = None) -> Optional[int]:
+    """Estimated peak bytes of an API-format prompt, or None when any node's cost is unknown (`unknown`:
+    count such a node as this many bytes instead, e.g. 0 for a working set of the known part)."""
     if not isinstance(prompt, Mapping) or not prompt:
-        return None
+        return unknown
     total = 0
     for node in prompt.values():
-        if not isinstance(node, Mapping) or not isinstance(node.get("class_type"), str):
-            return None
-        inputs = node.get("inputs")
-        cost = estimate_node(node["class_type"], inputs if isinstance(inputs, Mapping) else {}, prompt)
+        cost = None
+        if isinstance(node, Mapping) and isinstance(node.get("class_type"), str):
+            inputs = node.get("inputs")
+            cost = estimate_node(node["class_type"], inputs if isinstance(inputs, Mapping) else {}, prompt)
         if cost is None:
-            return None
+            if unknown is None:
+                return None
+            cost = unknown
         total += cost
     return total
 

@@ -199,6 +199,10 @@ class Journal:
             ids |= new
         for prompt_id in to_running:
             changes.append((_RUNNING, prompt_id, None))
+        # back in the queue from running (the OOM rescue puts a prompt back): written as it is now,
+        # since its extra data carries the rescue
+        for item in _items_of(to_pending, pending, ()) if to_pending else ():
+            changes.append((_INSERT, item[1], item))
         for prompt_id in to_pending:
             changes.append((_NOT_RUNNING, prompt_id, None))
         for prompt_id in gone:

@@ -12,6 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from .probes import Reading
 
 STATES = ("running", "paused", "off")
+OOM_OUTCOMES = ("rescued", "recovered", "exhausted", "off")
 
 
 class GuardMetrics:
@@ -55,6 +56,10 @@ class GuardMetrics:
         self.sensor_errors = Counter("gpu_guard_sensor_errors", "Failed readings", registry=r)
         self.reclaims = Counter("gpu_guard_reclaims", "Times ComfyUI was asked to release its idle models",
                                 registry=r)
+        self.oom_rescues = Counter("gpu_guard_oom_rescues", "Prompts that ran out of GPU memory, by outcome: "
+                                   "rescued (put back to run again), recovered (a rescued prompt then succeeded), "
+                                   "exhausted (oom_retries used up: ended as an error), off (oom_rescue off)",
+                                   ["outcome"], registry=r)
         self.hold_wait = Histogram("gpu_guard_hold_wait_seconds", "Time prompts spent held", registry=r,
                                    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
 
@@ -66,6 +71,8 @@ class GuardMetrics:
             self.transitions.labels(state)
         for lane in ("normal", "fast"):
             self.admitted_in(lane)
+        for outcome in OOM_OUTCOMES:
+            self.oom_rescues.labels(outcome)
 
     def admitted_in(self, lane: str):
         """The admitted counter of one lane (cached: labels() costs a lock and a lookup per call)."""

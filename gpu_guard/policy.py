@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
 
-from . import estimators
+from . import learned_peaks
 from .config import GuardConfig
 from .probes import Reading
 
@@ -72,7 +72,8 @@ class HeldPrompt:
     since: float  # monotonic time it entered the held set
     prompt: Mapping[str, Any] = field(repr=False, default_factory=dict)  # dropped with the HeldPrompt
     estimated: bool = False
-    estimated_bytes: Optional[int] = None
+    estimated_bytes: Optional[int] = None  # the learned peak when there is one, else the nodes' estimate
+    need_source: str = learned_peaks.UNKNOWN
     alerted: bool = False
     priority_class: Optional[str] = None
 
@@ -81,8 +82,8 @@ class HeldPrompt:
         return (self.number, self.prompt_id)
 
     def estimate(self) -> Optional[int]:
-        if not self.estimated:  # estimators may be costly; a prompt's graph never changes
-            self.estimated_bytes, self.estimated = estimators.estimate_prompt(self.prompt), True
+        """The cached estimate (None until one was made, see Policy.needs_estimate); never computed
+        here: estimators are third-party code and must not run under the guard's or the queue's lock."""
         return self.estimated_bytes
 
 
@@ -150,6 +151,21 @@ class Policy:
             self._add(prompt)
         return True, left, joined
 
+    def needs_estimate(self) -> list:
+        """[(prompt id, graph)] of the held prompts without an estimate yet (to compute outside the lock)."""
+        return [(h.prompt_id, h.prompt) for h in self.held.values() if not h.estimated]
+
+    def set_estimate(self, prompt_id: str, estimated_bytes: Optional[int], need_source: Optional[str] = None) -> None:
+        """`estimated_bytes`: the prompt's need (gpu_guard.learned_peaks.need_of: the learned peak when
+        there is one, else its nodes' estimate); `need_source` says which."""
+        held = self.held.get(prompt_id)
+        if held is not None and not held.estimated:
+            held.estimated_bytes, held.estimated = estimated_bytes, True
+            held.need_source = need_source or (learned_peaks.UNKNOWN if estimated_bytes is None
+                                               else learned_peaks.ESTIMATED)
+            if prompt_id in self._checked:
+                self._checked.discard(prompt_id)  # it may fit now that its cost is known
+
     def release_all(self) -> list:
         released, self.held, self._ordered = list(self.held.values()), {}, None
         self._checked = set()
@@ -158,9 +174,9 @@ class Policy:
     # -- decisions -----------------------------------------------------------------------------------
 
     def decide(self, entry: QueueEntry, now: float, gate_closed: bool, reading: Optional[Reading],
-               by_pressure: bool) -> tuple:
-        """One entry on its own: (Verdict, HeldPrompt that left the held set or None, HeldPrompt that
-        joined or None)."""
+               by_pressure: bool, estimate: Optional[int] = None, need_source: Optional[str] = None) -> tuple:
+        """One entry on its own (`estimate`: its cost, made outside the lock): (Verdict, HeldPrompt that
+        left the held set or None, HeldPrompt that joined or None)."""
         if not gate_closed:
             return RUN_NORMAL, None, None
         joined = None
@@ -168,6 +184,7 @@ class Policy:
         if held is None:
             held = joined = _held_from(entry, now)
             self._add(held)
+        self.set_estimate(held.prompt_id, estimate, need_source)
         failed = self._timed_out(held, now)
         if failed is not None:
             return failed, self._remove(held.prompt_id), joined
@@ -274,6 +291,7 @@ class Policy:
 
     def held_list(self, now: float) -> list:
         return [{"prompt_id": h.prompt_id, "number": h.number, "position": i, "waited_s": round(now - h.since, 3),
-                 "client_id": h.client_id, "estimated_bytes": h.estimate(),
+                 "client_id": h.client_id, "estimated_bytes": h.estimate(), "need_source": h.need_source,
+                 "learned_bytes": h.estimated_bytes if h.need_source == learned_peaks.LEARNED else None,
                  "priority_class": h.priority_class or "normal"}
                 for i, h in enumerate(self.ordered(), start=1)]

@@ -6,7 +6,7 @@ import { api } from "../../scripts/api.js";
 import { busyNotice, wrapQueuePrompt } from "./vram_guard/busy.js";
 import { createGauge } from "./vram_guard/gauge.js";
 import { renderHeldPanel } from "./vram_guard/held_panel.js";
-import { HoldNotices, alertNotice } from "./vram_guard/notices.js";
+import { HoldNotices, alertNotice, oomRescueNotice } from "./vram_guard/notices.js";
 import { SettingsSync } from "./vram_guard/settings.js";
 import { installStyles } from "./vram_guard/styles.js";
 import { makeToaster } from "./vram_guard/toasts.js";
@@ -107,7 +107,8 @@ function onStatus(status) {
 async function poll() {
   const seq = statusSeq;
   try {
-    const response = await api.fetchApi("/gpu_guard/status");
+    // our client id: the status names only our own held prompts' client ids
+    const response = await api.fetchApi(`/gpu_guard/status?client_id=${encodeURIComponent(api.clientId ?? "")}`);
     if (!response.ok) {
       view.status = null;
       view.problem = `GET /gpu_guard/status answered ${response.status}; is the VRAM guard installed? (see the server log)`;
@@ -155,6 +156,7 @@ api.addEventListener("gpu_guard.status", (event) => {
 });
 api.addEventListener("gpu_guard.held", (event) => onHeld(event.detail?.held));
 api.addEventListener("gpu_guard.alert", (event) => showAll([alertNotice(event.detail)]));
+api.addEventListener("gpu_guard.oom_rescue", (event) => showAll([oomRescueNotice(event.detail)]));
 // after a reconnect the events missed while away are not replayed: ask for the state at once
 api.addEventListener("reconnected", () => {
   void poll();

@@ -17,6 +17,7 @@ _log = logging.getLogger("gpu_guard.comfy")
 class ComputeDevice:
     type: Optional[str]  # "cuda", "cpu", "mps", "xpu", "privateuseone" (DirectML)...; None: unknown
     index: Optional[int]  # the CUDA index; None: not CUDA, or torch's current device
+    name: Optional[str] = None  # str(torch device), as ComfyUI's LoadedModel.device prints: "cuda:0", "cpu"
 
 
 def comfy_compute_device() -> ComputeDevice:
@@ -29,4 +30,4 @@ def comfy_compute_device() -> ComputeDevice:
                      exc_info=True)
         return ComputeDevice(None, None)
     kind = getattr(device, "type", None)
-    return ComputeDevice(kind, device.index if kind == "cuda" else None)
+    return ComputeDevice(kind, device.index if kind == "cuda" else None, str(device))

@@ -5,13 +5,21 @@ it may be called from the poll thread and the worker thread alike, and it never 
 """
 from __future__ import annotations
 
+from .client_privacy import HELD_EVENTS, masked, owners
+
 
 def forward_guard_events(guard, server):
-    """Send every guard event (gpu_guard.status, gpu_guard.held, gpu_guard.alert) to all clients.
-    Returns the function that stops forwarding."""
+    """Send every guard event (gpu_guard.status, gpu_guard.held, gpu_guard.alert) to all clients; held
+    lists go out without client ids, and each client with held prompts then gets its own copy that
+    names its prompts (client_privacy). Returns the function that stops forwarding."""
 
     def forward(event, payload):
-        server.send_sync(event, payload)
+        if event not in HELD_EVENTS:
+            server.send_sync(event, payload)
+            return
+        server.send_sync(event, masked(payload))
+        for client_id in owners(payload):
+            server.send_sync(event, masked(payload, keep=client_id), client_id)
 
     return guard.subscribe(forward)
 

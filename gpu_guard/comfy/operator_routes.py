@@ -34,6 +34,7 @@ class OperatorRoutes:
             ("POST", f"{prefix}/drain", self.post_drain),
             ("POST", f"{prefix}/pause", self.post_pause),
             ("POST", f"{prefix}/resume", self.post_resume),
+            ("POST", f"{prefix}/unguarded/clear", self.post_clear_unguarded),
         ]
 
     async def get_live(self, request):
@@ -97,3 +98,10 @@ class OperatorRoutes:
             return error
         ended = self.guard.operator_resume(fields["by"])
         return web.json_response({"paused": False, "ended": ended, "state": self.guard.state})
+
+    async def post_clear_unguarded(self, request):
+        """An operator has seen the "unguarded" state (a queue hook failure) and clears it."""
+        fields, error = await self._operator_request(request)
+        if error is not None:
+            return error
+        return web.json_response({"unguarded": False, "ended": self.guard.clear_unguarded(fields["by"])})

@@ -50,13 +50,28 @@ class QueueHook:
         self.fast_lane_runs = 0
         self._poll_after_free = False
         self._next_paused_pass = 0.0
-        self._last_prompt_at = monotonic()  # when the worker last took or finished a prompt
+        self._last_prompt_at = monotonic()  # when the worker last finished a prompt (or the hook started)
+        self._running = False  # the worker took a prompt and has not come back to get yet
+        self._ended_at = None  # when the worker came back from its last prompt, until it takes the next
+        self.last_handover_s = None  # from the end of one prompt to the pop of the next (the guard's share)
         self._idle_unloaded = False  # released the idle models since then
+        self._unload_requested = False  # someone asked for an unload of the idle models (request_idle_unload)
         self._stats_lock = threading.Lock()
         # on_queue_change(queue): told of every change of the pending set, under the queue's mutex
         # (the journal); before_get(): run once, by the worker's first get (the journal's restore)
         self.on_queue_change = None
         self.before_get = None
+        # on_prompt_start(prompt) / on_prompt_end(): the worker took a prompt / came back from running it
+        # (on the worker thread, outside every lock; the simulated GPU follows the working set)
+        self.on_prompt_start = None
+        self.on_prompt_end = None
+        # on_worker_idle(): run on the worker thread each time it enters get (between prompts): what
+        # must not be read from another thread (aimdo's VBAR list, gpu_guard.dynamic_vram)
+        self.on_worker_idle = None
+        self._idle_measure_failed = False
+        # hold_first(item) -> True while the heap's first prompt must wait whatever the gate says
+        # (a prompt the OOM rescue put back, until its need is free), under the queue's mutex
+        self.hold_first = None
 
     # installation -------------------------------------------------------------------------
 
@@ -75,11 +90,42 @@ class QueueHook:
     # the hooks ----------------------------------------------------------------------------
 
     def get(self, *args, **kwargs):
+        if self._running:  # the worker is back: the prompt it took has finished
+            self._running, self._idle_unloaded = False, False
+            self._last_prompt_at = self._ended_at = self._monotonic()
+            self._notify(self.on_prompt_end)
         self._tell_guard_worker(None)  # the worker is waiting in get: alive (liveness)
+        if self.on_worker_idle is not None:
+            try:
+                self.on_worker_idle()
+            except Exception:  # noqa: BLE001 - a measurement must not stop the worker
+                if not self._idle_measure_failed:
+                    _log.exception("VRAM guard: the between-prompts measurement failed (logged once)")
+                self._idle_measure_failed = True
         popped = self._get(*args, **kwargs)
         if popped is not None:
+            self._running = True
+            if self._ended_at is not None:
+                self.last_handover_s, self._ended_at = self._monotonic() - self._ended_at, None
             self._tell_guard_worker(popped)
+            self._notify(self.on_prompt_start, popped[0][2])
         return popped
+
+    def request_idle_unload(self) -> None:
+        """Ask for ComfyUI's idle models to be released the next time the worker waits with nothing
+        queued and nothing running (never while a prompt runs); e.g. a neighbour on the GPU needs room."""
+        self._unload_requested = True
+        with self.queue.mutex:
+            self.queue.not_empty.notify_all()
+
+    def _notify(self, callback, *args):
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:  # noqa: BLE001 - a listener must not stop the worker
+            self._count("errors")
+            _log.exception("VRAM guard: a prompt start/end listener failed")
 
     def _tell_guard_worker(self, popped):
         try:
@@ -92,10 +138,10 @@ class QueueHook:
 
     def _get(self, *args, **kwargs):
         timeout = kwargs.pop("timeout", args[0] if args else None)
-        before_get, self.before_get = self.before_get, None
-        if before_get is not None:
-            before_get()
         try:
+            before_get, self.before_get = self.before_get, None
+            if before_get is not None:
+                before_get()
             popped = self._guarded_get(timeout)
         except _RunInstead as run_instead:
             return run_instead.popped
@@ -104,7 +150,11 @@ class QueueHook:
             _log.exception("VRAM guard: queue hook failed; this prompt is dispatched WITHOUT the guard")
             self._tell_guard_unguarded(error)
             return self.original_get(timeout=timeout)
-        self.guard.note_guarded()
+        try:
+            self.guard.note_guarded()
+        except Exception:  # noqa: BLE001 - the popped prompt must reach the worker whatever happens
+            self._count("errors")
+            _log.exception("VRAM guard: could not report a guarded dispatch")
         return popped
 
     def _tell_guard_unguarded(self, error):
@@ -161,7 +211,6 @@ class QueueHook:
                 popped = self._admit_one()
                 self._next_paused_pass = now + PAUSED_PASS_INTERVAL_S
             if popped is not None:
-                self._last_prompt_at, self._idle_unloaded = self._monotonic(), False
                 return popped
             if self._ask_comfy_to_free():
                 return None  # let the worker handle the flag right away
@@ -179,6 +228,8 @@ class QueueHook:
         one prompt runs in the fast lane."""
         heap = self.queue.queue
         first = heap[0]
+        if self.hold_first is not None and self.hold_first(first):
+            return None
         views = []
 
         def view():  # the guard asks for it only with the gate closed (we hold the mutex)
@@ -231,14 +282,19 @@ class QueueHook:
     # idle unload (opt-in keep-alive) --------------------------------------------------------
 
     def _idle_unload_due(self) -> bool:
+        """idle_unload_s after the last prompt finished (not after it started), or on request."""
+        if self._running or self.queue.currently_running:
+            return False
+        if self._unload_requested:
+            return True
         idle_unload_s = self.guard.config.idle_unload_s
-        return (idle_unload_s > 0 and not self._idle_unloaded and not self.queue.currently_running
+        return (idle_unload_s > 0 and not self._idle_unloaded
                 and self._monotonic() - self._last_prompt_at >= idle_unload_s)
 
     def _idle_wait(self, remaining):
         """How long to wait for a prompt: no longer than until the idle unload is due."""
         idle_unload_s = self.guard.config.idle_unload_s
-        if idle_unload_s <= 0 or self._idle_unloaded:
+        if idle_unload_s <= 0 or self._idle_unloaded or self._running:
             return remaining
         until = max(0.0, self._last_prompt_at + idle_unload_s - self._monotonic())
         return until if remaining is None else min(remaining, until)
@@ -247,13 +303,15 @@ class QueueHook:
         """After idle_unload_s without a prompt, release this ComfyUI's idle models once."""
         if not self._idle_unload_due():
             return False
-        self._idle_unloaded = True
+        requested, self._unload_requested = self._unload_requested, False
+        if not requested:
+            self._idle_unloaded = True
         if not any(True for _ in self.loaded_models()):
             return False  # nothing loaded: nothing to release
         self.queue.set_flag("unload_models", True)
         self._poll_after_free = True
         self._count("idle_unloads")
-        self.guard.note_idle_unload(self._monotonic() - self._last_prompt_at)
+        self.guard.note_idle_unload(self._monotonic() - self._last_prompt_at, requested=requested)
         return True
 
     # stats --------------------------------------------------------------------------------
@@ -265,7 +323,8 @@ class QueueHook:
     def stats(self) -> dict:
         with self._stats_lock:
             return {"hook_errors": self.errors, "free_requests": self.free_requests, "idle_unloads": self.idle_unloads,
-                    "failed_prompts": self.failed_prompts, "fast_lane_runs": self.fast_lane_runs}
+                    "failed_prompts": self.failed_prompts, "fast_lane_runs": self.fast_lane_runs,
+                    "last_handover_s": self.last_handover_s}
 
 
 class _RunInstead(Exception):

@@ -12,6 +12,7 @@ import logging
 from aiohttp import web
 
 from ..ops.event_log import parse_events_query
+from .client_privacy import masked
 from .config_access import content_type_refusal, request_refusal
 from .operator_routes import OperatorRoutes
 
@@ -28,8 +29,10 @@ class GuardRoutes:
     """The handlers; `extra_status()` adds the adapter's own counters to the status object and
     `extra_metrics()` its own Prometheus lines (bytes) to the metrics."""
 
-    def __init__(self, guard, extra_status=None, extra_metrics=None, ops=None, worker_watched=lambda: True):
+    def __init__(self, guard, extra_status=None, extra_metrics=None, ops=None, worker_watched=lambda: True,
+                 neighbours=lambda: None):
         self.guard = guard
+        self.neighbours = neighbours  # () -> the NeighbourWatch, or None (no GPU shared with others)
         self.operator = OperatorRoutes(guard, worker_watched)  # live, drain, pause, resume
         self.extra_status = extra_status
         self.extra_metrics = extra_metrics
@@ -49,10 +52,14 @@ class GuardRoutes:
 
     async def get_status(self, request):
         status = self.guard.status()
+        if request_refusal(self.guard, request) is not None:  # not an operator: only its own client id
+            status = masked(status, keep=request.query.get("client_id"))
         if self.extra_status is not None:
             status["adapter"] = self.extra_status()
         if self.ops is not None:
             status.update(self.ops.status())
+        watch = self.neighbours()
+        status["neighbours"] = watch.status() if watch is not None else None
         return web.json_response(status)
 
     async def get_config(self, request):

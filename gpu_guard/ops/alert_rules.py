@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 FIRING, RESOLVED = "firing", "resolved"
 DAY_S = 86400.0
+HOUR_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,30 @@ class RejectBurst(Rule):
                 {"rejected": len(self.rejected), "window_s": window})
 
 
-RULES = (ManyPauses, LongHold, SensorFailing, HoldQueueFull, RejectBurst)
+class ManyOoms(Rule):
+    """Prompts keep running out of GPU memory: the OOM rescue hides each one, the rate says the server is
+    too small for its workload (or a neighbour grew)."""
+    name, title = "many_ooms", "GPU out-of-memory: more prompts than the hourly budget"
+    resolved = "out-of-memory failures in the last hour are back within the budget"
+
+    def __init__(self):
+        self.ooms: deque = deque()
+
+    def observe(self, event):
+        if event.get("kind") == "oom_rescue" and event.get("outcome") != "recovered":
+            self.ooms.append(float(event["at"]))
+
+    def check(self, now, settings, snapshot):
+        while self.ooms and self.ooms[0] <= now - HOUR_S:
+            self.ooms.popleft()
+        limit = settings.alert_ooms_per_hour
+        if limit <= 0 or len(self.ooms) <= limit:
+            return None
+        return (f"{len(self.ooms)} runs out of GPU memory in the last hour (more than {limit}): use smaller "
+                "sizes or the tiny model, lower max_held, or add a server", {"ooms": len(self.ooms), "limit": limit})
+
+
+RULES = (ManyPauses, LongHold, SensorFailing, HoldQueueFull, RejectBurst, ManyOoms)
 RULE_NAMES = tuple(r.name for r in RULES)
 
 

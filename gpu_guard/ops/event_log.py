@@ -27,7 +27,7 @@ MAX_LIMIT = 1000
 # "alert": a notification the webhook rules sent
 KINDS = ("pause", "resume", "hold_start", "hold_end", "rejected", "hold_timeout", "reclaim", "sensor_failure",
          "sensor_recovered", "config_change", "fast_lane", "unguarded", "operator_pause", "operator_resume",
-         "drain", "drain_cancel", "alert")
+         "drain", "drain_cancel", "oom_rescue", "alert")
 
 
 def iso_utc(at: float) -> str:

@@ -1,4 +1,4 @@
-"""Memory sensors. make_probe(spec) builds one from auto | nvml | torch | ram | file:PATH | off."""
+"""Memory sensors. make_probe(spec) builds one from auto | nvml | torch | ram | file:PATH | sim:PATH | off."""
 from __future__ import annotations
 
 import time
@@ -7,9 +7,11 @@ from typing import Callable, Optional
 from .device_match import DeviceIds, match_nvml_index, normalize_uuid
 from .file_probe import FileProbe
 from .ram import RamProbe
+from .sim import SimProbe
+from .sim_shared import SharedSimProbe
 from .reading import ProbeError, Reading, pressure_ratio, torch_reclaimable_bytes
 
-__all__ = ["DeviceIds", "FailedProbe", "FileProbe", "ProbeError", "RamProbe", "Reading", "make_probe",
+__all__ = ["DeviceIds", "FailedProbe", "FileProbe", "ProbeError", "RamProbe", "Reading", "SimProbe", "make_probe",
            "match_nvml_index", "normalize_uuid", "pressure_ratio", "torch_reclaimable_bytes"]
 
 
@@ -38,9 +40,11 @@ def make_probe(spec: str, device_index: Optional[int] = None, wall: Callable[[],
         return None, "probe off (GPU_GUARD_PROBE=off)"
     if spec == "auto" and compute_device not in (None, "cuda"):
         return None, (f"ComfyUI executes on {compute_device}, not on a CUDA GPU (e.g. --cpu), so the guard is "
-                      "off; set GPU_GUARD_PROBE (nvml, torch, ram or file:PATH) to guard anyway")
+                      "off; set GPU_GUARD_PROBE (nvml, torch, ram, file:PATH or sim:PATH) to guard anyway")
     if spec.startswith("file:"):
         return FileProbe(spec[len("file:"):], wall), None
+    if spec.startswith("sim:"):
+        return SharedSimProbe(spec[len("sim:"):], wall), "simulated GPU (sim:) - a test and drill tool, not a sensor"
     if spec == "ram":
         return RamProbe(wall), None
     builders = {"nvml": NvmlProbe, "torch": TorchProbe}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from .device_match import DeviceIds, match_nvml_index
+from .device_match import DeviceIds, device_key, match_nvml_index
 from .nvml_devices import nvml_devices
 from .reading import ProbeError, Reading, torch_reclaimable_bytes
 
@@ -29,17 +29,23 @@ def cuda_device_ids(device_index: int) -> DeviceIds:
                      getattr(props, "pci_bus_id", None), getattr(props, "pci_device_id", None))
 
 
-def reclaimable_in_this_process(device_index: int) -> int:
-    """What this process's torch cache could hand back; 0 until CUDA is initialised (reading the stats
-    must not create a CUDA context from the poll thread)."""
+def this_process(device_index: int) -> tuple:
+    """(torch cache bytes this process could hand back, bytes its allocator reserves); (0, 0) until CUDA
+    is initialised (reading the stats must not create a CUDA context from the poll thread)."""
     try:
         import torch
 
         if not torch.cuda.is_initialized():
-            return 0
-        return torch_reclaimable_bytes(torch.cuda.memory_stats(device_index))
-    except Exception:  # noqa: BLE001 - the figure is an refinement; the reading stands without it
-        return 0
+            return 0, 0
+        stats = torch.cuda.memory_stats(device_index)
+        return torch_reclaimable_bytes(stats), int(stats.get("reserved_bytes.all.current", 0))
+    except Exception:  # noqa: BLE001 - the figures are a refinement; the reading stands without them
+        return 0, 0
+
+
+def _reading(used: int, total: int, device_index: int, at: float) -> Reading:
+    cache, reserved = this_process(device_index)
+    return Reading(used, total, cache, at, own_bytes=min(reserved, used))
 
 
 class TorchProbe:
@@ -47,6 +53,10 @@ class TorchProbe:
         self.device_index = resolve_device_index(device_index)
         self.name = f"torch:cuda:{self.device_index}"
         self._wall = wall
+        try:
+            self.device_key = device_key(cuda_device_ids(self.device_index))
+        except Exception:  # noqa: BLE001 - no key: this guard has no neighbours
+            self.device_key = None
 
     def read(self) -> Reading:
         try:
@@ -55,7 +65,7 @@ class TorchProbe:
             raise
         except Exception as e:  # noqa: BLE001 - any driver failure is a sensor failure
             raise ProbeError(f"torch.cuda.mem_get_info({self.device_index}) failed: {e}") from None
-        return Reading(total - free, total, reclaimable_in_this_process(self.device_index), self._wall())
+        return _reading(total - free, total, self.device_index, self._wall())
 
 
 class NvmlProbe:
@@ -80,6 +90,7 @@ class NvmlProbe:
             raise ProbeError(f"{e}{' (' + self.note + ')' if self.note else ''}") from None
         self._handle = found.handle
         self.name = f"nvml:{found.label} (cuda:{self.device_index})"
+        self.device_key = device_key(found.ids)
         self._wall = wall
 
     def read(self) -> Reading:
@@ -87,5 +98,4 @@ class NvmlProbe:
             memory = self._nvml.nvmlDeviceGetMemoryInfo(self._handle)
         except Exception as e:  # noqa: BLE001 - any NVML failure is a sensor failure
             raise ProbeError(f"nvmlDeviceGetMemoryInfo failed: {e}") from None
-        return Reading(int(memory.used), int(memory.total), reclaimable_in_this_process(self.device_index),
-                       self._wall())
+        return _reading(int(memory.used), int(memory.total), self.device_index, self._wall())

@@ -56,3 +56,13 @@ def match_nvml_index(cuda: DeviceIds, nvml_devices: Sequence[DeviceIds]) -> int:
     seen = "; ".join(d.describe() for d in nvml_devices) or "none"
     raise ProbeError(f"no NVML device matches the CUDA device ({cuda.describe()}); NVML sees: {seen}. "
                      "Use GPU_GUARD_PROBE=torch instead")
+
+
+def device_key(ids: DeviceIds) -> Optional[str]:
+    """One physical device's name across processes (the neighbours registry): its UUID (a MIG slice has
+    its own), else its PCI address; None when neither is known."""
+    uuid = normalize_uuid(ids.uuid)
+    if uuid:
+        return "gpu:" + uuid
+    pci = ids.pci()
+    return "pci:%04x:%02x:%02x" % pci if pci else None

@@ -14,14 +14,35 @@ from .reading import ProbeError, Reading
 _SHAPE = '{"used_bytes": N, "total_bytes": M}'
 
 
-def _byte_count(data: dict, key: str, path: str) -> int:
+def byte_count(data: dict, key: str, path: str, shape: str) -> int:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
         raise ProbeError(f"probe file {path}: {key} must be a whole number of bytes, got {value!r}; "
-                         f"write {_SHAPE}")
+                         f"write {shape}")
     if value < 0:
         raise ProbeError(f"probe file {path}: {key} must not be negative, got {value}")
     return int(value)
+
+
+def read_json_object(path: str, shape: str, required: tuple) -> dict:
+    """The JSON object in `path` with the `required` keys, or a ProbeError naming the fix."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ProbeError(f"probe file {path} does not exist; create it with {shape}") from None
+    except OSError as e:
+        raise ProbeError(f"probe file {path} cannot be read: {e}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise ProbeError(f"probe file {path} is not JSON ({e}); write {shape}") from None
+    if not isinstance(data, dict):
+        raise ProbeError(f"probe file {path} must hold a JSON object like {shape}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ProbeError(f"probe file {path} lacks {', '.join(missing)}; write {shape}")
+    return data
 
 
 class FileProbe:
@@ -31,25 +52,10 @@ class FileProbe:
         self._wall = wall
 
     def read(self) -> Reading:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            raise ProbeError(f"probe file {self.path} does not exist; create it with {_SHAPE}") from None
-        except OSError as e:
-            raise ProbeError(f"probe file {self.path} cannot be read: {e}") from None
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise ProbeError(f"probe file {self.path} is not JSON ({e}); write {_SHAPE}") from None
-        if not isinstance(data, dict):
-            raise ProbeError(f"probe file {self.path} must hold a JSON object like {_SHAPE}")
-        missing = [k for k in ("used_bytes", "total_bytes") if k not in data]
-        if missing:
-            raise ProbeError(f"probe file {self.path} lacks {', '.join(missing)}; write {_SHAPE}")
-        used = _byte_count(data, "used_bytes", self.path)
-        total = _byte_count(data, "total_bytes", self.path)
-        reclaimable = _byte_count(data, "reclaimable_bytes", self.path) if "reclaimable_bytes" in data else 0
+        data = read_json_object(self.path, _SHAPE, ("used_bytes", "total_bytes"))
+        used = byte_count(data, "used_bytes", self.path, _SHAPE)
+        total = byte_count(data, "total_bytes", self.path, _SHAPE)
+        reclaimable = byte_count(data, "reclaimable_bytes", self.path, _SHAPE) if "reclaimable_bytes" in data else 0
         if total == 0:
             raise ProbeError(f"probe file {self.path}: total_bytes must be > 0")
         if used > total:

@@ -9,6 +9,7 @@ from .reading import ProbeError, Reading
 
 class RamProbe:
     name = "ram"
+    measures_ram = True  # ComfyUI's models on a GPU are not in this reading
 
     def __init__(self, wall: Callable[[], float] = time.time):
         self._wall = wall

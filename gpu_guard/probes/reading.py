@@ -3,7 +3,9 @@
 Two figures matter and both are shown: the device's used memory (what nvidia-smi says) and the
 pressure the guard acts on. Pressure is what ComfyUI cannot relieve by itself: device used minus the
 memory this process's torch cache holds unused, minus the memory held by this ComfyUI's idle models
-(ComfyUI evicts both when the next prompt needs the room: model_management.free_memory).
+(ComfyUI evicts both when the next prompt needs the room: model_management.free_memory), minus, while
+a prompt runs, everything else this process holds (the running prompt's own memory is never pressure),
+minus any further reclaimable memory a caller supplies (`other_reclaimable`, by kind).
 """
 from __future__ import annotations
 
@@ -42,15 +44,22 @@ class Reading:
     reclaimable_bytes: int  # this process's torch cache: reserved, no tensor in it
     at: float  # wall-clock time (time.time()) the reading was taken
     idle_models_bytes: int = 0  # this ComfyUI's loaded models on the guarded device, none in use
+    own_bytes: int = 0  # everything this process holds on the device (torch reserved), as far as known
+    prompt_bytes: int = 0  # while a prompt runs: this process's memory except its torch cache (the prompt's)
+    other_reclaimable: tuple = ()  # ((kind, bytes), ...) further memory that can be freed on request
+
+    def _freeable(self) -> int:
+        return (self.reclaimable_bytes + self.idle_models_bytes + self.prompt_bytes
+                + sum(max(0, b) for _, b in self.other_reclaimable))
 
     @property
     def pressure_bytes(self) -> int:
-        return pressure_bytes(self.used_bytes, self.reclaimable_bytes, self.idle_models_bytes)
+        return pressure_bytes(self.used_bytes, self._freeable())
 
     @property
     def ratio(self) -> float:
         """The pressure ratio the guard acts on."""
-        return pressure_ratio(self.used_bytes, self.total_bytes, self.reclaimable_bytes + self.idle_models_bytes)
+        return pressure_ratio(self.used_bytes, self.total_bytes, self._freeable())
 
     @property
     def device_ratio(self) -> float:
@@ -66,7 +75,9 @@ class Reading:
         return {"used_bytes": self.used_bytes, "total_bytes": self.total_bytes,
                 "device_ratio": round(self.device_ratio, 6),
                 "pressure_bytes": self.pressure_bytes, "ratio": round(self.ratio, 6),
-                "reclaimable_bytes": self.reclaimable_bytes + self.idle_models_bytes,
+                "reclaimable_bytes": self._freeable() - self.prompt_bytes,
                 "reclaimable": {"torch_cache_bytes": self.reclaimable_bytes,
-                                "idle_models_bytes": self.idle_models_bytes},
+                                "idle_models_bytes": self.idle_models_bytes,
+                                **{f"{kind}_bytes": b for kind, b in self.other_reclaimable}},
+                "running_prompt_bytes": self.prompt_bytes,
                 "at": self.at}

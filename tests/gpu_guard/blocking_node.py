@@ -1,4 +1,5 @@
-"""A custom node for liveness drills: it blocks the worker until a release file appears.
+"""Custom nodes for drills: one blocks the worker until a release file appears (liveness), one
+sleeps for a given time (a prompt of known duration).
 
 `install_blocking_node(base_dir)` writes it into a server's custom_nodes folder before the server
 starts; the release file is the node's input, so each test decides when (or whether) it returns.
@@ -30,7 +31,24 @@ class GuardTestBlock:
         return {}
 
 
-NODE_CLASS_MAPPINGS = {"GuardTestBlock": GuardTestBlock}
+class GuardTestSleep:
+    """Takes `seconds` to run (a prompt of a known duration)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"seconds": ("FLOAT", {"default": 1.0}), "seed": ("INT", {"default": 0})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "sleep"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    def sleep(self, seconds, seed):
+        time.sleep(seconds)
+        return {}
+
+
+NODE_CLASS_MAPPINGS = {"GuardTestBlock": GuardTestBlock, "GuardTestSleep": GuardTestSleep}
 '''
 
 
@@ -42,3 +60,7 @@ def install_blocking_node(server_base: Path) -> None:
 
 def blocking_workflow(release_file: Path, seed: int = 0) -> dict:
     return {"1": {"class_type": "GuardTestBlock", "inputs": {"release_file": str(release_file), "seed": seed}}}
+
+
+def sleep_node(seconds: float, seed: int = 0) -> dict:
+    return {"class_type": "GuardTestSleep", "inputs": {"seconds": seconds, "seed": seed}}

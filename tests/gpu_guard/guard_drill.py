@@ -33,11 +33,19 @@ def tiny_workflow(color: int = 0) -> dict:
 
 
 class GuardDrill:
-    """A ComfyUI client plus the probe file its guard reads."""
+    """A ComfyUI client plus the probe file its guard reads: a file probe (used bytes), or with `sim`
+    a simulated device (foreign bytes; ComfyUI's own memory comes on top)."""
 
-    def __init__(self, client, probe: ProbeFile):
+    def __init__(self, client, probe: ProbeFile, sim: bool = False):
         self.client = client
         self.probe = probe
+        self.sim = sim
+
+    def write_ratio(self, ratio: float, total_bytes: int = TOTAL_BYTES) -> None:
+        if self.sim:
+            self.probe.write_sim(total_bytes, round(ratio * total_bytes))
+        else:
+            self.probe.write_ratio(ratio, total_bytes)
 
     # -- guard routes
     def status(self) -> dict:
@@ -55,7 +63,7 @@ class GuardDrill:
     def read_ratio(self, ratio: float, timeout: float = 10.0, total_bytes: int = TOTAL_BYTES) -> dict:
         """Writes a device reading (used fraction) and waits until the guard has taken it; returns the
         status then. The guard's pressure is this minus ComfyUI's idle models (see unload_models)."""
-        self.probe.write_ratio(ratio, total_bytes)
+        self.write_ratio(ratio, total_bytes)
         expected = round(ratio * total_bytes)
 
         def taken():
@@ -83,11 +91,11 @@ class GuardDrill:
                           timeout, what=f"guard state {state!r}")
 
     def pause(self) -> dict:
-        self.probe.write_ratio(0.95)
+        self.write_ratio(0.95)
         return self.wait_state("paused")
 
     def resume(self) -> dict:
-        self.probe.write_ratio(0.10)
+        self.write_ratio(0.10)
         return self.wait_state("running")
 
     # -- queue

@@ -19,3 +19,13 @@ def wait_state(guard, state, timeout=5.0):
     while guard.state != state:
         assert time.monotonic() < deadline, f"guard never reached {state}"
         time.sleep(0.01)
+
+
+def next_prompt(queue, timeout=2.0):
+    """Calls get as ComfyUI's worker does (again after every None) until it hands out a prompt."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        popped = queue.get(timeout=0.25)
+        if popped is not None:
+            return popped
+    raise AssertionError(f"no prompt was handed out within {timeout} s")

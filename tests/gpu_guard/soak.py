@@ -98,7 +98,7 @@ def run_soak(drill: GuardDrill, prompts: int, cycles: int, seed: int = 0, delete
 
             mark = events.mark()
             low_written, low_written_wall = time.monotonic(), time.time()
-            drill.probe.write_ratio(0.10)
+            drill.write_ratio(0.10)
             paused_windows.append((paused_from, low_written_wall))
             resumed = drill.wait_state("running")["transitions"][-1]["at"]
             if len(held) > len(doomed):

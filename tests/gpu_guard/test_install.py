@@ -64,7 +64,8 @@ def test_install_hooks_everything_once(comfy_server_module):
     server = FakePromptServer.instance = FakePromptServer()
     first = adapter_module.install()
     assert first is not None and first.guard.state == "running"
-    assert first.attached == ["journal", "queue hook", "prompt admission", "routes", "websocket events", "operations"]
+    assert first.attached == ["journal", "queue hook", "oom rescue", "prompt admission", "routes", "websocket events",
+                              "operations"]
     assert server.prompt_queue.get == first.hook.get
     assert ("GET", "/gpu_guard/status") in route_paths(server) and ("POST", "/gpu_guard/config") in route_paths(server)
     assert len(server.app.middlewares) == 1

@@ -50,6 +50,7 @@ def test_held_event_only_when_the_set_or_order_changes(paused, clock):
     guard.note_pending([entry(1), entry(2)])
     clock.advance(0.3)
     guard.note_pending([entry(2)])  # p1 deleted from the queue
+    assert guard.wait_events()
     held_events = [p for n, p in events if n == "gpu_guard.held"]
     assert [[h["prompt_id"] for h in p["held"]] for p in held_events] == [["p1", "p2"], ["p2"]]
 
@@ -61,13 +62,16 @@ def test_held_events_are_coalesced_and_the_last_state_wins(paused, clock):
     for n in range(1, 51):  # a burst of puts within one rate-limit interval
         guard.note_pending([entry(i) for i in range(1, n + 1)])
         clock.advance(0.001)
+    assert guard.wait_events()
     held_events = [p for n, p in events if n == "gpu_guard.held"]
     assert len(held_events) == 1 and len(held_events[0]["held"]) == 1  # the first put went out at once
     assert [h["prompt_id"] for h in guard.status()["held"]][-1] == "p50"  # the held set itself is current
     guard.flush_events()
+    assert guard.wait_events()
     assert len([p for n, p in events if n == "gpu_guard.held"]) == 1  # not due yet
     clock.advance(0.25)
     guard.flush_events()
+    assert guard.wait_events()
     held_events = [p for n, p in events if n == "gpu_guard.held"]
     assert len(held_events) == 2 and len(held_events[1]["held"]) == 50
 
@@ -80,6 +84,7 @@ def test_resume_releases_the_held_set_and_observes_the_wait(paused, at_ratio, cl
     guard.subscribe(lambda name, payload: events.append(name))
     assert at_ratio(guard, 0.5) == "running"
     assert guard.status()["held"] == []
+    assert guard.wait_events()
     assert "gpu_guard.held" in events and "gpu_guard.status" in events
     assert guard.decide(entry(1)).kind == RUN
     histogram = guard.metrics.hold_wait
@@ -115,6 +120,7 @@ def test_hold_timeout_keep_holds_and_alerts_once(paused, clock):
         guard.note_pending([entry(1)])
         assert guard.decide(entry(1)).kind == HOLD
         guard.poll_once()  # the poll thread watches the held set's age
+    assert guard.wait_events()
     assert len(alerts) == 1 and alerts[0]["kind"] == "held_too_long" and alerts[0]["prompt_id"] == "p1"
 
 

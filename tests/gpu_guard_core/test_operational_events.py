@@ -37,6 +37,7 @@ def test_a_hold_episode_from_pause_to_resume(events, at_ratio, clock):
     guard.note_pending([QueueEntry("b", 2, UNKNOWN)])  # a deleted after 4 s
     clock.advance(3)
     at_ratio(guard, 0.5)
+    assert guard.wait_events()
     assert kinds(seen) == ["pause", "hold_start", "resume", "hold_end"]
     pause, start, resume, end = seen
     assert pause["from"] == "running" and pause["to"] == "paused" and pause["reading"]["ratio"] == 0.9
@@ -59,6 +60,7 @@ def test_429_timeout_reclaim_fast_lane_and_config(events, at_ratio, clock):
     at_ratio(guard, 0.8)  # paused still (hysteresis), room under the mark
     assert guard.decide(QueueEntry("f", 2, FREE)).lane == "fast"
     guard.update_config({"max_held": 5})
+    assert guard.wait_events()
     by_kind = {e["kind"]: e for e in seen}
     assert by_kind["rejected"]["held"] == 1 and by_kind["rejected"]["max_held"] == 1
     assert by_kind["rejected"]["retry_after_s"] == 10
@@ -77,6 +79,7 @@ def test_sensor_failure_and_recovery(events, at_ratio, probe_file):
     guard.poll_once()
     guard.poll_once()
     at_ratio(guard, 0.2)
+    assert guard.wait_events()
     assert kinds(seen) == ["sensor_failure", "sensor_recovered"]
     assert seen[0]["consecutive"] == 2 and "does not exist" in seen[0]["error"]
 
@@ -85,5 +88,6 @@ def test_unguarded_dispatch(events):
     make, seen = events
     guard = make()
     guard.note_unguarded("RuntimeError: bug")
+    assert guard.wait_events()
     assert kinds(seen) == ["unguarded"] and seen[0]["error"] == "RuntimeError: bug"
 

@@ -59,6 +59,7 @@ def test_operator_pause_runs_nothing_in_the_fast_lane(make_guard, at_ratio):
         guard.operator_resume("ops")
         at_ratio(guard, 0.9)
         at_ratio(guard, 0.8)  # a memory pause under pause_at: the same prompt runs in the fast lane
+        assert guard.estimate_held() == 1  # the poll thread's job: its cost is known once estimated
         result = guard.decide_pass(tiny, lambda: as_pending([tiny]))
         assert result.run == "t" and result.verdict.lane == "fast"
     finally:
@@ -97,6 +98,7 @@ def test_operator_events_and_metrics(make_guard, at_ratio):
     guard.drain("dave")
     text = guard.metrics_text()[0].decode()
     assert "gpu_guard_draining 1.0" in text and "gpu_guard_operator_paused 0.0" in text
+    assert guard.wait_events()
     assert kinds == [("operator_pause", "alice"), ("operator_resume", "carol"), ("drain", "dave")]
 
 

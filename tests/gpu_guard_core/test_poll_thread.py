@@ -88,9 +88,9 @@ def test_start_and_stop_are_idempotent(probe_file):
     probe_file.write(ratio=0.5)
     guard = real_guard(probe_file, poll_s=0.05)
     guard.start()
-    first = guard._thread
+    first = guard._poller._thread
     guard.start()
-    assert guard._thread is first
+    assert guard._poller._thread is first
     guard.stop()
     guard.stop()
     assert not first.is_alive()
@@ -99,6 +99,6 @@ def test_start_and_stop_are_idempotent(probe_file):
 def test_without_a_probe_the_guard_is_off_and_starts_no_thread():
     guard = Guard(GuardConfig(probe="off"), None, "probe off (GPU_GUARD_PROBE=off)")
     guard.start()
-    assert guard.state == "off" and guard._thread is None
+    assert guard.state == "off" and guard._poller._thread is None
     assert guard.status()["probe"]["note"] == "probe off (GPU_GUARD_PROBE=off)"
     assert guard.status()["reading"] is None

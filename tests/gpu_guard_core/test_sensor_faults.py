@@ -90,6 +90,7 @@ def test_sensor_failing_raises_one_alert_event(make_guard, probe_file):
     probe_file.remove()
     for _ in range(5):
         guard.poll_once()
+    assert guard.wait_events()
     alerts = [p for n, p in events if n == "gpu_guard.alert"]
     assert len(alerts) == 1 and alerts[0]["kind"] == "sensor_failing"
     assert "does not exist" in alerts[0]["message"]

@@ -14,7 +14,7 @@ def test_status_has_the_contract_shape_and_is_json(make_guard, at_ratio):
     assert status["state"] == "paused"
     assert {"name", "ok", "error", "error_count", "consecutive_failures"} <= set(status["probe"])
     assert set(status["reading"]) == {"used_bytes", "total_bytes", "device_ratio", "pressure_bytes", "ratio",
-                                      "reclaimable_bytes", "reclaimable", "at"}
+                                      "reclaimable_bytes", "reclaimable", "running_prompt_bytes", "at"}
     assert set(status["reading"]["reclaimable"]) == {"torch_cache_bytes", "idle_models_bytes"}
     assert status["pending"] == 1
     assert status["hold_episode"]["held_count"] == 1
@@ -22,12 +22,13 @@ def test_status_has_the_contract_shape_and_is_json(make_guard, at_ratio):
     assert status["thresholds"] == {"pause_at": 0.85, "resume_at": 0.75}
     (held,) = status["held"]
     assert set(held) == {"prompt_id", "number", "position", "waited_s", "client_id", "estimated_bytes",
-                         "priority_class"}
+                         "need_source", "learned_bytes", "priority_class"}
     assert held["priority_class"] == "normal"
     (transition,) = status["transitions"]
     assert set(transition) == {"at", "from", "to", "ratio", "reason"}
     assert status["history"] == [[status["reading"]["at"], 0.9]]
     assert status["config"]["pause_at"] == 0.85 and status["config"]["pinned"] == []
+    assert guard.wait_events()
     names = [name for name, _ in events]
     assert "gpu_guard.status" in names and "gpu_guard.held" in names
     status_event = next(p for n, p in events if n == "gpu_guard.status")
@@ -43,6 +44,7 @@ def test_unsubscribe_stops_the_events(make_guard, at_ratio):
     unsubscribe = guard.subscribe(lambda name, payload: events.append(name))
     unsubscribe()
     at_ratio(guard, 0.9)
+    assert guard.wait_events()
     assert events == []
 
 

@@ -25,6 +25,15 @@ class ProbeFile:
     def write_ratio(self, ratio: float, total_bytes: int = 10_000_000_000) -> None:
         self.write(round(ratio * total_bytes), total_bytes)
 
+    def write_sim(self, total_bytes: int, foreign_bytes: int) -> None:
+        """A simulated device (`GPU_GUARD_PROBE=sim:PATH`): its size and other processes' memory."""
+        self.write_json({"total_bytes": total_bytes, "foreign_bytes": foreign_bytes})
+
+    @property
+    def sim_spec(self) -> str:
+        """The GPU_GUARD_PROBE value that makes this file a simulated device."""
+        return f"sim:{self.path}"
+
     def write_low(self) -> None:
         self.write_json(LOW_READING)
 

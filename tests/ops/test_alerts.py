@@ -122,3 +122,21 @@ def test_a_target_can_take_only_some_rules(make_service, clock):
         assert sorted(service.rules.firing()) == ["many_pauses", "sensor_failing"]
         (only,) = receiver.wait_for(1)
         assert "sensor" in json.loads(only.body)["text"] and len(receiver.requests) == 1
+
+
+def test_more_out_of_memory_runs_in_an_hour_than_the_budget_fire_once_then_resolve(make_service, clock):
+    with Receiver() as receiver:
+        service = make_service(Settings(webhooks=slack_target(receiver), alert_ooms_per_hour=3))
+        for i, outcome in enumerate(["rescued", "recovered", "rescued", "recovered", "exhausted"]):
+            clock.now = DAY0 + 60 * (i + 1)  # a recovery is the same OOM's good end: it does not count
+            service.handle(event("oom_rescue", clock.now, outcome=outcome, prompt_id=f"p{i}"))
+            assert service.flush()
+        assert service.rules.firing() == []  # 3 OOMs: not more than 3
+        clock.now += 60
+        service.handle(event("oom_rescue", clock.now, outcome="off", prompt_id="p9"))
+        assert service.flush() and service.rules.firing() == ["many_ooms"]
+        assert service.wait_deliveries()
+        assert "4 runs out of GPU memory in the last hour (more than 3)" in json.loads(receiver.requests[0].body)["text"]
+        clock.now = DAY0 + 60 + 3600 + 1  # the first OOM leaves the hour
+        assert service.flush() and service.wait_deliveries()
+        assert [s for s, _ in statuses(receiver, 2)] == ["FIRING", "RESOLVED"]

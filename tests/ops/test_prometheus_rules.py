@@ -10,7 +10,7 @@ from tests.ops.prometheus_servers import ALERTMANAGER_CONFIG, RULES, RULES_TEST,
 # the webhook rule -> the Prometheus alert that says the same
 MATCHING_ALERTS = {"many_pauses": "GpuGuardManyPauses", "long_hold": "GpuGuardHoldTooLong",
                    "sensor_failing": "GpuGuardSensorFailing", "hold_queue_full": "GpuGuardHoldQueueNearlyFull",
-                   "reject_burst": "GpuGuardRejectBurst"}
+                   "reject_burst": "GpuGuardRejectBurst", "many_ooms": "GpuGuardManyOoms"}
 
 
 def alerts():

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import comfyui_dir_or_skip, remote_url
 from tests.gpu_guard.guard_drill import GuardDrill
+from tests.gpu_guard.test_oom_rescue import OOM_PACK
 from tests.harness.artifacts import artifact_dir
 from tests.harness.provision import build_server
 from tests.web.comfy_ui import GAUGE, GuardUI
@@ -41,6 +42,9 @@ def web_guard(tmp_path_factory):
     front_end = os.environ.get("COMFYUI_FRONT_END_ROOT")
     server = build_server(tmp_path_factory.mktemp("web_comfy"), name="web", env={"GPU_GUARD_POLL_S": "0.1"},
                           extra_args=("--front-end-root", front_end) if front_end else ())
+    # the OOM drill node, for the rescue notice (tests/gpu_guard/oom_drill_pack)
+    server.folders.custom_nodes.mkdir(parents=True, exist_ok=True)
+    (server.folders.custom_nodes / "oom_drill_nodes").symlink_to(OOM_PACK, target_is_directory=True)
     with server.start():
         yield GuardDrill(server, server.probe)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -190,4 +191,21 @@ def test_failing_sensor_shows_on_the_gauge_and_as_an_alert(guard_ui, web_guard):
     guard_ui.screenshot("sensor-failing")
     web_guard.read_ratio(0.3)
     guard_ui.wait_gauge("running", "30 %")
+    guard_ui.assert_no_pack_errors()
+
+
+def test_a_rescued_prompt_shows_the_oom_notice_not_the_error_dialog(guard_ui, web_guard):
+    from tests.gpu_guard.test_oom_rescue import GB, oom_workflow
+
+    client_id = guard_ui.page.evaluate("window.comfyAPI.api.api.clientId")
+    # fails for memory; 9.5 GB estimated with 9 GB free: the rescued prompt stays held
+    response = web_guard.client.post_prompt_raw(oom_workflow("notice", fail_runs=1, estimate_bytes=int(9.5 * GB)),
+                                                client_id=client_id)
+    assert response.status_code == 200, response.text
+    toast = guard_ui.wait_toast(r"Prompt held: out of GPU memory", timeout=60)
+    assert "ran out of GPU memory; held and will run again when 9.5 GB is free in OomDrillRun (rescue 1 of 2)" \
+        in toast, toast
+    time.sleep(1.0)  # ComfyUI's dialog would have come with the execution_error, before the notice
+    assert "out of memory" not in guard_ui.error_dialog_text().lower()
+    guard_ui.screenshot("oom_rescue")
     guard_ui.assert_no_pack_errors()

@@ -100,3 +100,18 @@ export function alertNotice(alert) {
     lifeMs: 15000,
   };
 }
+
+// A prompt that ran out of GPU memory and was put back by the guard (the gpu_guard.oom_rescue event):
+// it stands in for ComfyUI's error dialog, which the server does not send for a rescued prompt.
+export function oomRescueNotice(rescue) {
+  const attempt = Number(rescue?.attempt) || 1;
+  const most = Number(rescue?.max_attempts) || attempt;
+  const where = rescue?.node_type ? ` in ${rescue.node_type}` : "";
+  return {
+    kind: "warning",
+    title: "Prompt held: out of GPU memory",
+    description: `${String(rescue?.message ?? "ran out of GPU memory; held and will run again")}${where} ` +
+      `(rescue ${attempt} of ${most})`,
+    lifeMs: 15000,
+  };
+}

@@ -1,0 +1,65 @@
+"""The simulated GPU is one device for every process on the same sim:PATH: each sees the others'
+memory, and a killed process's memory is freed at once (as a GPU driver does)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from gpu_guard.probes import make_probe
+from gpu_guard.probes.sim_shared import SharedSimProbe
+
+GIB = 1 << 30
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+OTHER_PROCESS = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {repo!r})
+    from gpu_guard.probes.sim_shared import SharedSimProbe
+    probe = SharedSimProbe({path!r})
+    probe.set_models_source(lambda: 3 << 30)  # its ComfyUI keeps a 3 GiB model loaded
+    probe.read()
+    print("read", flush=True)
+    time.sleep(120)
+""")
+
+
+def test_two_processes_share_one_simulated_device_and_a_killed_one_frees_its_memory(tmp_path):
+    path = str(tmp_path / "device.json")
+    with open(path, "w") as f:
+        json.dump({"total_bytes": 10 * GIB, "foreign_bytes": GIB}, f)
+    probe, note = make_probe("sim:" + path)
+    assert isinstance(probe, SharedSimProbe) and "drill tool" in note
+    probe.set_models_source(lambda: 2 * GIB)
+    assert probe.read().used_bytes == 3 * GIB  # foreign + this process's model
+
+    other = subprocess.Popen([sys.executable, "-c", OTHER_PROCESS.format(repo=REPO, path=path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "read"
+        reading = probe.read()
+        assert reading.used_bytes == 6 * GIB and reading.own_bytes == 2 * GIB
+        other.send_signal(signal.SIGKILL)
+        other.wait()
+        started = time.monotonic()
+        assert probe.read().used_bytes == 3 * GIB  # the very next reading: nobody waits for a timeout
+        assert time.monotonic() - started < 1.0
+        assert os.listdir(probe.procs_dir) == [os.path.basename(probe._mine)]
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+
+
+def test_a_device_over_committed_by_several_processes_reads_full(tmp_path):
+    path = str(tmp_path / "device.json")
+    with open(path, "w") as f:
+        json.dump({"total_bytes": 4 * GIB, "foreign_bytes": 3 * GIB}, f)
+    probe = SharedSimProbe(path)
+    probe.set_models_source(lambda: 0)
+    me = probe.read()
+    with open(os.path.join(probe.procs_dir, "1-{}.json".format("x")), "w") as f:
+        json.dump({"pid": os.getpid(), "start": probe._me.start, "own_bytes": 2 * GIB}, f)  # a live owner
+    assert probe.read().used_bytes == 4 * GIB and me.used_bytes == 3 * GIB
