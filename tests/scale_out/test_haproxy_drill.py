@@ -25,6 +25,7 @@ import requests
 from tests.gpu_guard.conftest import guard_env, start_guarded_server
 from tests.gpu_guard.guard_drill import GuardDrill, tiny_workflow, wait_until
 from tests.harness.artifacts import artifact_dir
+from tests.harness.events import EventStream
 from tests.harness.probe_file import ProbeFile
 from tests.harness.server import free_port
 from tests.scale_out.haproxy_server import HAProxy, haproxy_or_skip
@@ -250,3 +251,32 @@ def test_without_a_token_the_guard_refuses_writes_that_come_through_haproxy(clus
     one = drills["comfyui1"]
     assert one.client.post("/gpu_guard/pause", {"by": "drill"}).status_code == 200
     assert one.client.post("/gpu_guard/resume", {"by": "drill"}).status_code == 200
+
+
+def test_a_cookie_pinned_tab_sees_its_prompt_run_on_its_paused_server(cluster):
+    """Websocket affinity: the tab's socket and its prompts carry HAProxy's cookie, so both reach
+    one server. A pause keeps that server in rotation, so the prompt is held where the socket is,
+    and the tab gets its execution_success on resume (a readiness flip would send the prompt to the
+    other server, whose progress this socket never sees)."""
+    proxy, drills = cluster
+    tab = requests.Session()
+    assert tab.get(proxy.url + "/system_stats", timeout=10).status_code == 200
+    pinned = tab.cookies.get("COMFYUI_SERVER")
+    assert pinned in drills, tab.cookies
+    server = drills[pinned]
+    client_id = "tab-" + pinned
+    events = EventStream(f"ws://127.0.0.1:{proxy.port}/ws", client_id, cookie=f"COMFYUI_SERVER={pinned}")
+    try:
+        assert server.client.post("/gpu_guard/pause", {"by": "drill"}).status_code == 200
+        time.sleep(3 * CHECK_INTERVAL_S)  # several checks and agent answers see the pause
+        answer = tab.post(proxy.url + "/prompt", json={"prompt": tiny_workflow(60000), "client_id": client_id},
+                          timeout=30)
+        assert answer.status_code == 200, answer.text
+        prompt_id = answer.json()["prompt_id"]
+        assert prompt_id in server.held_ids()  # held on the tab's own server, the paused one
+        mark = events.mark()
+        assert server.client.post("/gpu_guard/resume", {"by": "drill"}).status_code == 200
+        assert events.wait_for_prompt_end(prompt_id, timeout=60, since=mark).type == "execution_success"
+    finally:
+        server.client.post("/gpu_guard/resume", {"by": "drill"})
+        events.close()
