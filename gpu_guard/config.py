@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from . import priority
+from .operator_token import read_token
 from .ops import webhook_settings
 
 log = logging.getLogger("gpu_guard.config")
@@ -166,9 +167,15 @@ SETTINGS = (
             shown=priority.shown_classes),
     Setting("priority_max_wait_s", _number(0, 7 * 86400), True,
             "aging: a normal prompt that waited this long is not overtaken by class prompts any more; 0 = never"),
-    Setting("priority_enforce", _boolean, True,
+    Setting("priority_enforce", priority.parse_enforce, True,
             "clients without a class token cannot set front or number on /prompt (ComfyUI lets anyone jump "
-            "the queue with them)"),
+            "the queue with them); auto = on whenever priority classes are configured"),
+    Setting("ready_strict", _boolean, True,
+            "/gpu_guard/ready answers 503 while paused (the server leaves rotation); false = 503 only when it "
+            "cannot take a prompt (draining, hold queue full, failing closed), so a pause is never an outage"),
+    Setting("lb_agent_port", _number(0, 65535, integer=True), False,
+            "TCP port of the load-balancer agent (HAProxy agent-check: weight 100% running, 1% paused, 0% "
+            "when not ready), on ComfyUI's listen address; 0 = off"),
     Setting("alert_held_s", _number(0, 7 * 86400), True,
             "warn when a prompt is held longer than this; 0 = never"),
     Setting("event_log_max_bytes", _number(0, 1 << 30, integer=True), True,
@@ -239,7 +246,9 @@ class GuardConfig:
     drain_on_sigterm_s: float = 0.0
     priority_classes: tuple = ()
     priority_max_wait_s: float = 300.0
-    priority_enforce: bool = False
+    priority_enforce: Any = "auto"  # True | False | "auto" (priority.enforced)
+    ready_strict: bool = False
+    lb_agent_port: int = 0
     alert_held_s: float = 300.0
     event_log_max_bytes: int = 8 * 1024 * 1024
     event_log_files: int = 4
@@ -348,7 +357,10 @@ def load(config_file: Optional[str] = None, environ: Optional[Mapping[str, str]]
         values["webhooks"] = ()
     for message in problems:
         log.error("VRAM guard setting: %s", message)
-    token = environ.get(TOKEN_ENV) or None
+    token, token_problem = read_token(environ.get(TOKEN_ENV))
+    if token_problem:
+        problems.append(token_problem)
+        log.error("VRAM guard setting: %s", token_problem)
     return ConfigSource(GuardConfig(**values), frozenset(pinned), config_file, token, problems)
 
 

@@ -6,6 +6,7 @@ from typing import Optional
 from .monitor import PAUSED
 from .pack_version import VERSION as PACK_VERSION
 from .priority import NORMAL
+from .priority import enforced as priority_enforced
 
 OFF = "off"
 
@@ -43,8 +44,9 @@ class Reporting:
             }
 
     def ready(self) -> tuple:
-        """(ok, reason): False while draining, paused (by memory or an operator; a full hold queue is
-        named) or failing closed."""
+        """(ok, reason): False while the server cannot take a prompt: draining, paused with the hold
+        queue full, or failing closed. A pause that can still hold is ready unless ready_strict is set
+        (docs/scale_out.md: readiness that sheds load without outages)."""
         with self._lock:
             if self._operator.draining is not None:
                 return False, f"draining: {self._drain_left()} prompts left; new prompts are refused"
@@ -54,7 +56,11 @@ class Reporting:
             unguarded = (f"; prompts run UNGUARDED: the queue hook failed ({self._unguarded['error']})"
                          if self._unguarded["active"] else "")
             if state == PAUSED:
-                return False, "paused: " + self._why_closed() + self._hold_queue_full() + unguarded
+                full = self._hold_queue_full()
+                reason = "paused: " + self._why_closed() + full + unguarded
+                if full or self.config.ready_strict or self._monitor.failing_closed:
+                    return False, reason + ("; ready_strict" if self.config.ready_strict and not full else "")
+                return True, reason + "; new prompts are held"
             if unguarded:
                 return True, "running" + unguarded
             if self._monitor.sensor_failing:
@@ -71,7 +77,7 @@ class Reporting:
                  for rank, c in enumerate(self.lanes.classes)]
         lanes.append({"name": NORMAL, "rank": len(lanes), "max_held": self.config.max_held,
                       "held": held.get(None, 0)})
-        return {"enforce": self.config.priority_enforce, "max_wait_s": self.config.priority_max_wait_s,
+        return {"enforce": priority_enforced(self.config), "max_wait_s": self.config.priority_max_wait_s,
                 "classes": lanes}
 
     def live(self) -> tuple:

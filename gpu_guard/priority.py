@@ -4,8 +4,9 @@ ComfyUI runs its heap in (number, prompt_id) order, and with the gate open the g
 first prompt. So a class is a band of numbers below every normal prompt: the /prompt adapter gives a
 class prompt the number BAND * (rank - len(classes)) + seq (the first class lowest), and ComfyUI's own
 order does the rest, also while paused and on resume. Normal prompts keep ComfyUI's counter (>= 0);
-with `priority_enforce` on, a client without a class token cannot set `front` or `number`, so none can
-jump ahead of the classes (or of each other).
+with `priority_enforce` on (by default whenever classes are configured), a client without a class token
+cannot set `front` or `number`, so none can jump ahead of the classes (or of each other); a class client
+may set its own `number` only inside its band.
 
 Aging: once the first normal prompt has waited `priority_max_wait_s`, no prompt that came after it
 runs before it (decide_pass compares its arrival with that of the heap's first prompt).
@@ -91,6 +92,33 @@ def parse_classes(value: Any, from_text: bool, over_http: bool = False) -> tuple
 parse_classes.allowed = "a JSON list of {name, token | token_sha256, max_held}"
 
 
+ENFORCE_AUTO = "auto"
+
+
+def parse_enforce(value: Any, from_text: bool):
+    """priority_enforce: true, false or "auto" (on whenever classes are configured)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text == ENFORCE_AUTO:
+        return ENFORCE_AUTO
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true, false or auto (on whenever priority classes are configured), got {value!r}")
+
+
+parse_enforce.allowed = "true, false or auto"
+
+
+def enforced(config) -> bool:
+    """Whether clients without a class token lose `front` and `number` (see parse_enforce)."""
+    if config.priority_enforce == ENFORCE_AUTO:
+        return bool(config.priority_classes)
+    return bool(config.priority_enforce)
+
+
 def shown_classes(classes: Iterable[dict]) -> list:
     """As routes show them: no token, only the first 8 hex digits of its hash."""
     return [{"name": c["name"], "max_held": c["max_held"], "token_sha256": c["token_sha256"][:8] + "..."}
@@ -134,6 +162,13 @@ class Lanes:
         middle = BAND * (rank - len(self.classes)) + BAND / 2
         seq = next(self._seq)
         return middle - seq if front else middle + seq
+
+    def in_band(self, name: str, number: Any) -> bool:
+        """Whether a number a class client chose lies in its own band (it may not jump a higher class)."""
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            return False
+        low = BAND * (self.names().index(name) - len(self.classes))
+        return low <= number < low + BAND
 
 
 def waited_s(created_at: Optional[float], now_wall: float) -> float:

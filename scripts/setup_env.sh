@@ -47,15 +47,18 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager
   fi
 fi
 # Debian's HAProxy: the load-balancer drill (tests/scale_out) puts two ComfyUI servers behind it.
-if ! command -v haproxy >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      haproxy >/dev/null) \
-      || missing "could not install haproxy" "the load-balancer drill"
-  else
-    missing "haproxy not found and not root" "the load-balancer drill"
+# Debian's tini: the container's PID 1 (deploy/container); tests/deploy runs the pod's command with it.
+for tool in haproxy tini; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "$tool" >/dev/null) \
+        || missing "could not install $tool" "the tests that need $tool"
+    else
+      missing "$tool not found and not root" "the tests that need $tool"
+    fi
   fi
-fi
+done
 # comfy-cli, the Comfy registry's tool, in a venv of its own (its many dependencies stay out of .venv):
 # tests/test_registry.py runs `comfy node validate` with it. Unpinned, like the registry's publish action.
 if [ ! -x .cache/comfy-cli/bin/comfy ]; then
@@ -64,7 +67,7 @@ if [ ! -x .cache/comfy-cli/bin/comfy ]; then
 fi
 # Each tool is checked once more where the tests look for it: an install that "succeeded" without it counts.
 if [ "$ci" = 1 ]; then
-  for tool in chromium prometheus promtool prometheus-alertmanager amtool haproxy; do
+  for tool in chromium prometheus promtool prometheus-alertmanager amtool haproxy tini; do
     command -v "$tool" >/dev/null 2>&1 || missing "$tool is not on PATH after the install" "the tests that use it"
   done
   [ -x .cache/comfy-cli/bin/comfy ] || missing "comfy-cli is not at .cache/comfy-cli/bin/comfy" "the registry test"

@@ -62,8 +62,21 @@ def _install_into(server, late: bool):
     adapter.attach(routes_frozen_into_app=late and _routes_already_in_app(server))
     guard.start()
     _state["adapter"] = adapter
+    _expose(guard)
     _log.info("VRAM guard installed: state %s, parts %s", guard.state, ", ".join(adapter.attached))
     return adapter
+
+
+def _expose(guard) -> None:
+    """The exposure warning and the load-balancer agent (gpu_guard/comfy/exposure.py)."""
+    from .exposure import check_exposure, listen_addresses, start_lb_agent
+
+    try:
+        addresses = listen_addresses()
+        check_exposure(guard, addresses)
+        _state["lb_agent"] = start_lb_agent(guard, addresses)
+    except Exception:  # noqa: BLE001 - the guard works without them
+        _log.exception("VRAM guard: the load-balancer agent could not start")
 
 
 def _ready_server():

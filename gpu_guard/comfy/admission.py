@@ -65,12 +65,14 @@ class PromptAdmission:
         if request.method != "POST" or request.path not in PROMPT_PATHS:
             return await handler(request)
         await request.read()
+        reserved = False
         try:
             lane = self.guard.priority_class_for(bearer_token(request.headers))
             refusal = self._reserve(lane)
+            reserved = refusal is None
         except Exception:  # noqa: BLE001 - a guard fault must not block submissions
-            _log.exception("VRAM guard: admission check failed; accepting the prompt")
-            return await self._journaled(await handler(request))
+            _log.exception("VRAM guard: admission check failed; accepting the prompt in the normal lane")
+            lane, refusal = None, None  # still through on_prompt: under enforcement front/number are dropped
         if refusal is not None:
             retry_after = max(1, int(refusal.retry_after_s or 1))
             return web.json_response(refusal.error_body(), status=429,
@@ -81,7 +83,8 @@ class PromptAdmission:
             response = await handler(request)
         finally:
             CURRENT.reset(context)
-            self._release(lane)
+            if reserved:
+                self._release(lane)
         if submission.ignored:
             response.headers[IGNORED_HEADER] = ", ".join(submission.ignored)
         return await self._journaled(response)

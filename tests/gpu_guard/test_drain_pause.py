@@ -54,7 +54,8 @@ def test_operator_pause_holds_prompts_visibly_and_resume_releases_them_in_order(
     assert answer.status_code == 200 and answer.json()["by"] == "alice"
     status = ops.status()
     assert status["state"] == "paused" and status["operator_pause"]["reason"] == "driver upgrade"
-    assert ready(ops) == (503, "paused: paused by the operator (alice: driver upgrade)")
+    # still ready: it holds new prompts (docs/scale_out.md, readiness that sheds load without outages)
+    assert ready(ops) == (200, "paused: paused by the operator (alice: driver upgrade); new prompts are held")
     queued = [client.post_prompt(tiny_workflow(3100 + i)) for i in range(3)]
     wait_until(lambda: ops.held_ids() == queued, what="the three prompts held in order")
     assert ops.pending_ids() == queued  # still queued and visible in ComfyUI's own queue

@@ -53,7 +53,7 @@ def test_liveness_fails_while_a_node_blocks_the_worker_and_readiness_still_follo
     # the HTTP server answers and readiness reflects the guard, not the worker
     assert drill.client.get("/gpu_guard/ready").status_code == 200
     drill.pause()
-    assert drill.client.get("/gpu_guard/ready").status_code == 503
+    assert drill.client.get("/gpu_guard/ready").json()["reason"].startswith("paused")
     assert live(drill)[0] == 503
     drill.resume()
     release.touch()
@@ -73,7 +73,7 @@ def test_with_a_token_set_the_operator_routes_need_it_and_live_and_ready_do_not(
     assert client.get("/gpu_guard/operator", headers=auth).json()["can_change"] is True
     assert client.post("/gpu_guard/pause", {"reason": "token drill"}, headers=auth).json()["by"] == "127.0.0.1 (token)"
     assert client.get("/gpu_guard/live").status_code == 200  # no token needed
-    assert client.get("/gpu_guard/ready").status_code == 503
+    assert client.get("/gpu_guard/ready").json()["reason"].startswith("paused: paused by the operator")
     assert client.post("/gpu_guard/resume", {}, headers=auth).json()["state"] == "running"
     assert client.get("/gpu_guard/ready").status_code == 200
 

@@ -79,8 +79,14 @@ def test_ready_follows_the_state(drill):
     assert (response.status_code, response.json()["ready"]) == (200, True)
     drill.pause()
     response = drill.client.get("/api/gpu_guard/ready")
-    assert response.status_code == 503
-    assert response.json()["reason"].startswith("paused")
+    assert response.status_code == 200  # paused, but it can still hold: not an outage
+    assert response.json()["reason"].startswith("paused") and response.json()["reason"].endswith("held")
+    drill.set_config(ready_strict=True)
+    try:
+        response = drill.client.get("/api/gpu_guard/ready")
+        assert response.status_code == 503 and response.json()["reason"].endswith("ready_strict")
+    finally:
+        drill.set_config(ready_strict=False)
 
 
 def test_metrics_in_prometheus_text_format(drill):

@@ -53,5 +53,8 @@ def test_ready_follows_the_state(make_guard, at_ratio):
     at_ratio(guard, 0.2)
     assert guard.ready() == (True, "running")
     at_ratio(guard, 0.9)
-    ok, reason = guard.ready()
-    assert not ok and reason == "paused: ratio 90.0 % >= pause_at 85.0 %"
+    # a pause that can still hold is ready: the prompts wait here instead of failing elsewhere
+    assert guard.ready() == (True, "paused: ratio 90.0 % >= pause_at 85.0 %; new prompts are held")
+    guard.update_config({"ready_strict": True})
+    assert guard.ready() == (False, "paused: ratio 90.0 % >= pause_at 85.0 %; ready_strict")
+    guard.update_config({"ready_strict": False})

@@ -30,14 +30,16 @@ class EventStream:
     Binary frames (previews) are counted, not kept. Use as a context manager or call close().
     """
 
-    def __init__(self, ws_url: str, client_id: str, connect_timeout: float = 10.0):
+    def __init__(self, ws_url: str, client_id: str, connect_timeout: float = 10.0, cookie: str | None = None):
         self.client_id = client_id
         self.events: list[Event] = []
         self.binary_frames = 0
         self._changed = threading.Condition()
         self._closed = False
         self._error: BaseException | None = None
-        self._ws = websocket.create_connection(f"{ws_url}?clientId={client_id}", timeout=connect_timeout)
+        # cookie: what a browser sends on the upgrade (e.g. a load balancer's affinity cookie)
+        self._ws = websocket.create_connection(f"{ws_url}?clientId={client_id}", timeout=connect_timeout,
+                                               cookie=cookie)
         self._ws.settimeout(0.5)  # lets the reader notice close() promptly
         self._reader = threading.Thread(target=self._read, name=f"ws-{client_id[:8]}", daemon=True)
         self._reader.start()

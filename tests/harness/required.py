@@ -20,3 +20,17 @@ def missing(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} [CI=true: a missing test dependency is an error, not a skip]", pytrace=False)
     pytest.skip(reason)
+
+
+def venv_tool(name: str, hint: str) -> str:
+    """The path of a command a test-only wheel installs beside this interpreter (or on PATH);
+    `missing` with `hint` (how to install it) when there is none."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / name
+    path = str(beside) if beside.exists() else shutil.which(name)
+    if path is None:
+        missing(f"{name} is not installed: {hint}")
+    return path

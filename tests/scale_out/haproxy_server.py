@@ -9,7 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-
 from tests.harness.artifacts import artifact_dir
 from tests.harness.processes import stop_process
 from tests.harness.required import missing
@@ -27,9 +26,11 @@ def haproxy_or_skip() -> str:
 
 
 class HAProxy:
-    """`servers`: {name in the config: "host:port"}; the example config's COMFYUI_<n> variables."""
+    """`servers`: {name in the config: "host:port"}, `agent_ports`: {name: its GPU_GUARD_LB_AGENT_PORT};
+    the example config's COMFYUI_<n> and COMFYUI_<n>_AGENT_PORT variables."""
 
-    def __init__(self, base: Path, servers: dict, check_interval: str = "500ms", config: Path = EXAMPLE_CONFIG):
+    def __init__(self, base: Path, servers: dict, check_interval: str = "500ms", config: Path = EXAMPLE_CONFIG,
+                 agent_ports: dict = None):
         self.binary = haproxy_or_skip()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -37,7 +38,9 @@ class HAProxy:
         self.config = config
         self.env = {**os.environ, "COMFYUI_LISTEN": f"127.0.0.1:{self.port}", "CHECK_INTERVAL": check_interval,
                     "HAPROXY_STATS_SOCKET": str(self.socket_path),
-                    **{f"COMFYUI_{i}": address for i, address in enumerate(servers.values(), start=1)}}
+                    **{f"COMFYUI_{i}": address for i, address in enumerate(servers.values(), start=1)},
+                    **{f"COMFYUI_{i}_AGENT_PORT": str((agent_ports or {}).get(name, free_port()))
+                       for i, name in enumerate(servers, start=1)}}
         self.log_path = artifact_dir("haproxy") / "haproxy.log"
         self.process = None
 
@@ -73,8 +76,14 @@ class HAProxy:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
-    def server_states(self, backend: str = "comfyui_servers") -> dict:
-        """{server name: "UP" | "DOWN" | ...} from `show stat`."""
+    def _servers(self, backend: str) -> list:
         rows = csv.DictReader(self.command("show stat").lstrip("# ").splitlines())
-        return {row["svname"]: row["status"].split()[0] for row in rows
-                if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")}
+        return [row for row in rows if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")]
+
+    def server_states(self, backend: str = "comfyui_servers") -> dict:
+        """{server name: "UP" | "DOWN" | "DRAIN" | "MAINT" ...} from `show stat`."""
+        return {row["svname"]: row["status"].split()[0] for row in self._servers(backend)}
+
+    def server_weights(self, backend: str = "comfyui_servers") -> dict:
+        """{server name: effective weight} from `show stat` (the agent check sets it)."""
+        return {row["svname"]: int(row["weight"]) for row in self._servers(backend)}
