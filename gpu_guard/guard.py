@@ -161,14 +161,21 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
             self._observe(*taken)
         self._deliver()
 
-    def _observe(self, seq: int, reading: Optional[Reading], error: Optional[str]) -> None:
+    def _observe(self, seq: int, reading: Optional[Reading], error: Optional[str], decision: bool = False) -> None:
         """Apply one reading (lock held). One taken earlier than the last applied one is dropped: the
-        poll thread and the worker read concurrently, and the newer fact wins."""
+        poll thread and the worker read concurrently, and the newer fact wins. A `decision` reading
+        (the worker's, at dispatch) that changes nothing stops after the hysteresis: the gauges and the
+        held set's age are the poll thread's job, and a dispatch must stay cheap."""
         if not self._readings.accept(seq):
             return
         was_closed = self._gate_closed()
         was_failing = self._monitor.sensor_failing
-        if error is None:
+        if decision and error is None and not was_failing:
+            transition = self._monitor.observe(reading)
+            if transition is None:
+                return
+            self.metrics.observe_reading(reading)
+        elif error is None:
             self.metrics.observe_reading(reading)
             transition = self._monitor.observe(reading)
             if was_failing:
@@ -243,7 +250,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         taken = self._readings.take() if self._probe is not None else None
         with self._lock:
             if taken is not None:
-                self._observe(*taken)
+                self._observe(*taken, decision=True)
             if not self._gate_closed():
                 self.metrics.admitted_in(LANE_NORMAL).inc()
                 if first.priority_class is not None and self.config.priority_max_wait_s > 0:

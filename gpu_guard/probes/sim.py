@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable
 
-from .file_probe import byte_count, read_json_object
+from .file_probe import JsonFile, byte_count
 from .reading import ProbeError, Reading
 
 log = logging.getLogger("gpu_guard")
@@ -73,13 +73,14 @@ class SimProbe:
         self.device = SimDevice()
         self._wall = wall
         self._models: Callable[[], int] = lambda: 0
+        self._file = JsonFile(path, _SHAPE, ("total_bytes", "foreign_bytes"))
 
     def set_models_source(self, models_bytes: Callable[[], int]) -> None:
         """`models_bytes()` -> bytes of the models ComfyUI holds on its compute device."""
         self._models = models_bytes
 
     def read(self) -> Reading:
-        data = read_json_object(self.path, _SHAPE, ("total_bytes", "foreign_bytes"))
+        data = self._file.read()
         total = byte_count(data, "total_bytes", self.path, _SHAPE)
         foreign = byte_count(data, "foreign_bytes", self.path, _SHAPE)
         if total == 0:

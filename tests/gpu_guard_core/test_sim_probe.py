@@ -121,3 +121,17 @@ def test_a_running_prompts_working_set_is_not_pressure(sim):
     write(total=2 * GIB, foreign=int(0.9 * 2 * GIB))  # foreign pressure still pauses
     guard.poll_once()
     assert guard.state == "paused"
+
+
+def test_a_replaced_file_of_the_same_size_is_read_again(tmp_path):
+    """The probe parses the file again only when it changed; an atomic replace is always a change."""
+    import os
+
+    from gpu_guard.probes import FileProbe
+    path = tmp_path / "probe.json"
+    probe = FileProbe(str(path))
+    for used in (1_000, 2_000, 3_000):  # same length every time
+        tmp = tmp_path / "probe.json.tmp"
+        tmp.write_text(json.dumps({"used_bytes": used, "total_bytes": 9_000}))
+        os.replace(tmp, path)
+        assert probe.read().used_bytes == used
