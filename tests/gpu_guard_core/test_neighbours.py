@@ -1,7 +1,7 @@
 """Neighbours on one GPU: the registry, liveness by pid and start time, who is asked, who releases.
 
 Neighbour processes are real child processes (their pid and start time are what a claim carries);
-the guard of each is a NeighbourWatch driven tick by tick on a fake clock.
+the guard of each is a NeighbourWatch driven tick by tick on a fake clock (conftest.py).
 """
 import json
 import os
@@ -20,25 +20,6 @@ from gpu_guard.neighbours.registry import Claim, default_base_dir
 
 GIB = 1 << 30
 DEVICE = "sim:/tmp/shared-device.json"
-
-
-class Clock:
-    def __init__(self):
-        self.now = 5000.0
-
-    def monotonic(self):
-        return self.now
-
-    def wall(self):
-        return 1_700_000_000.0 + self.now
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture
