@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ddcolor_model.convnext import ConvNeXtBlock
-from ddcolor_model.pixel_decoder import UpBlock
+from ddcolor_model.pixel_decoder import UpBlock, pad_blur_
 
 
 def fold_bn(model):
@@ -36,7 +36,7 @@ def fold_bn(model):
             bias = bn.bias - bn.running_mean * scale
 
             def forward(self, x, weight=weight, bias=bias):
-                return self.blur(self.pad(self.shuf(F.conv2d(x, weight, bias).relu_())))
+                return pad_blur_(self.shuf(F.conv2d(x, weight, bias).relu_()))
             shuf.forward = types.MethodType(forward, shuf)
     return model
 

@@ -3,24 +3,26 @@
 Each of the ``dec_layers`` layers attends (cross-attention, then self-attention, then an FFN,
 all post-norm) to one of three pixel-decoder scales in turn. The resulting colour embeddings
 are dotted with the full-resolution image features by the fused colour head (color_head.py).
-Tensors inside the transformer are sequence-first (L, B, C), as in the official model.
+Tensors inside the transformer are sequence-first (L, B, C), as in the official model. The
+cross-attention reads each scale in bands of pixel rows (banded_attention.py), so no
+pixels x 256 memory, key or value map is ever stored.
 """
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .position_encoding import sine_position_encoding
+from .banded_attention import AttentionSource, banded_cross_attention
+from .position_encoding import sine_position_axes
 
 
 class CrossAttentionLayer(nn.Module):
     def __init__(self, d_model, nhead):
         super().__init__()
-        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)
+        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=0.0)  # holds the weights
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, queries, memory, memory_key, query_pos):
-        """memory_key: memory + its positional encoding (the same for every layer of a scale)."""
-        attended = self.multihead_attn(query=queries + query_pos, key=memory_key,
-                                       value=memory, need_weights=False)[0]
+    def forward(self, queries, source, query_pos):
+        """source: the scale's AttentionSource (keys: memory + position, values: memory)."""
+        attended = banded_cross_attention(queries + query_pos, source, self.multihead_attn)
         return self.norm(queries + attended)
 
 
@@ -79,17 +81,27 @@ class MultiScaleColorDecoder(nn.Module):
         self.decoder_norm = nn.LayerNorm(hidden_dim)
         self.color_embed = MLP(hidden_dim, 3)
 
+    def attention_source(self, level, feature):
+        """The scale's AttentionSource. Where the 1x1 input projection does not widen the map
+        (stride 4: 256 -> 256 channels) the attention folds it in and reads the feature itself;
+        elsewhere (512 channels) the projected memory is computed once and read."""
+        proj = self.input_proj[level]
+        bias = proj.bias + self.level_embed.weight[level]
+        height, width = feature.shape[-2:]
+        pos_y, pos_x = sine_position_axes(height, width, self.query_feat.embedding_dim // 2,
+                                          device=feature.device, dtype=feature.dtype)
+        if proj.in_channels <= proj.out_channels:
+            return AttentionSource(feature, proj.weight[:, :, 0, 0], bias, pos_y, pos_x)
+        return AttentionSource(F.conv2d(feature, proj.weight, bias), None, None, pos_y, pos_x)
+
     def forward(self, scales, batch):
-        """scales: ``num_scales`` NCHW maps (coarse to fine); returns the colour embeddings
-        (B, Q, C). Their dot product with the image features is taken by the fused colour head."""
-        memories, keys = [], []
-        for i, feature in enumerate(scales):
-            pos = sine_position_encoding(feature, self.query_feat.embedding_dim // 2)
-            src = self.input_proj[i](feature).flatten(2) + self.level_embed.weight[i][None, :, None]
-            memories.append(src.permute(2, 0, 1))
-            # memory + position once per scale, not once per layer: 3 layers read each scale.
-            keys.append(memories[-1] + pos.flatten(2).permute(2, 0, 1))
-            del pos
+        """scales: a list of ``num_scales`` NCHW maps (coarse to fine), emptied as it is read
+        (the 512-channel maps die once projected); returns the colour embeddings (B, Q, C).
+        Their dot product with the image features is taken by the fused colour head."""
+        sources = []
+        for level in range(len(scales)):
+            sources.append(self.attention_source(level, scales[level]))
+            scales[level] = None
 
         query_pos = self.query_embed.weight.unsqueeze(1).expand(-1, batch, -1)
         queries = self.query_feat.weight.unsqueeze(1).expand(-1, batch, -1)
@@ -97,7 +109,7 @@ class MultiScaleColorDecoder(nn.Module):
                                                         self.transformer_self_attention_layers,
                                                         self.transformer_ffn_layers)):
             level = i % self.num_scales
-            queries = cross(queries, memories[level], keys[level], query_pos)
+            queries = cross(queries, sources[level], query_pos)
             queries = self_attn(queries, query_pos)
             queries = ffn(queries)
 

@@ -14,7 +14,7 @@ R is computed in bands of rows of h, so the 4096-channel map never exists whole:
 import torch
 import torch.nn.functional as F
 
-from .pixel_decoder import blur_2x2
+from .pixel_decoder import pad_blur_
 
 # Elements of R computed at once (one band of one image): 8 Mi values = 32 MiB in
 # fp32. Small enough to stay out of the activation peak, large enough for efficient matmuls.
@@ -52,7 +52,6 @@ def fused_color_head(h, conv_weight, conv_bias, mix, image, image_weight, bias, 
             mixed = torch.mm(mix[i], r.view(embed, -1))
             low[i, ..., top:bottom, :] = mixed.view(outputs, sub, bottom - top, width)
             del r, mixed
-    ab = F.pixel_shuffle(low.view(batch, outputs * sub, rows, width), scale)
-    ab = blur_2x2(F.pad(ab, (1, 0, 1, 0), mode="replicate"))
+    ab = pad_blur_(F.pixel_shuffle(low.view(batch, outputs * sub, rows, width), scale))
     return ab + F.conv2d(image, image_weight, bias)
 

@@ -36,11 +36,15 @@ class Decoder(nn.Module):
             dec_layers=DEC_LAYERS)
 
     def forward(self, features):
-        """(last up-block output at stride 4, colour embeddings (B, Q, C))."""
-        x = features[3]
+        """(last up-block output at stride 4, colour embeddings (B, Q, C)).
+
+        features: the encoder's list (strides 4..32), emptied as it is used, so each encoder
+        map dies as soon as its up-block has read it (the stride-4 one would otherwise live
+        through the colour decoder)."""
+        x = features.pop()
         scales = []
-        for block, skip in zip(self.layers, (features[2], features[1], features[0])):
-            x = block(x, skip)
+        for block in self.layers:
+            x = block(x, features.pop())
             scales.append(x)
         return x, self.color_decoder(scales, x.shape[0])
 

@@ -2,24 +2,25 @@
 
 Model: weights + activations + a fixed workspace.
 - Weights: parameter count x element size (55.1 M numbers tiny, 227.9 M large).
-- Activations: a fixed part per variant plus a part per model-input pixel per image. With the
-  fused, banded colour head and the banded ConvNeXt MLP no map grows as S^2 x 4096 any more;
-  the peak is in the colour decoder's cross-attention on the stride-4 scale and the last
-  up-block. Measured on the CPU (bench/measure_peak_memory.py: growth of the peak resident set
-  during one fp32 forward, fresh process per case), 2-core machine: about 180 values per pixel
-  per image (tiny at S=512: +190 MB for the second image of a batch) above a floor of about
-  80 MB (tiny) and 250 MB (large) that small sizes show (allocator and oneDNN scratch, the
-  stride-32/16 maps). Constants: tiny 256-1280 and large 256-1024, batch 1 and 2.
-- A safety factor of 1.15 on activations and 64 MiB of workspace: the estimate is 1.1-1.45x the
-  CPU measurement over those cases (two runs; docs/ddcolor.md). The guard's fast lane relies on it erring high, never low,
-  and by no more than 1.5x; GPU allocator rounding and convolution workspaces are not measured
-  yet (no GPU measurement so far).
+- Activations: a fixed part per variant plus a part per model-input pixel per image. Nothing
+  grows as S^2 x 4096 (fused, banded colour head; banded ConvNeXt MLP), no pixels x 256 memory,
+  key or value map is stored (banded cross-attention), and the last up-block never holds the
+  concatenation; the peak is the last up-block (its upsampled map and conv output at stride 4
+  next to its inputs) or, for ConvNeXt-L, the first encoder stage. Measured on the CPU
+  (bench/measure_peak_memory.py: growth of the peak resident set during one fp32 forward after
+  a small warm-up forward, fresh process per case, 2-core machine): about 65 values per pixel
+  per image, above floors of about 60 MB (tiny) and 100 MB (large) (allocator and oneDNN scratch, the
+  stride-32/16 maps). Constants from tiny and large at 512, 1024 and 1280, batch 1 and 2.
+- A safety factor of 1.15 on activations and 64 MiB of workspace: the estimate is 1.1-1.4x the
+  CPU measurement over those cases (docs/ddcolor.md). The guard's fast lane relies on it erring
+  high, never low, and by no more than 1.5x; GPU allocator rounding and convolution workspaces
+  are not measured yet (bench/gpu_evidence.py measures them; no GPU has run it so far).
 """
 import torch
 
 PARAMETER_COUNT = {"tiny": 55_051_016, "large": 227_921_864}
-FIXED_ACTIVATION_VALUES = {"tiny": 20_000_000, "large": 62_500_000}
-ACTIVATION_VALUES_PER_PIXEL = 180
+FIXED_ACTIVATION_VALUES = {"tiny": 15_000_000, "large": 25_000_000}
+ACTIVATION_VALUES_PER_PIXEL = 65
 ACTIVATION_SAFETY = 1.15
 WORKSPACE_BYTES = 64 * 2 ** 20
 

@@ -1,5 +1,8 @@
-"""Normalised sine positional encoding (DETR style) for NCHW feature maps.
+"""Normalised sine positional encoding (DETR style), in its separable form.
 
+The encoding of pixel (i, j) of an H x W map is ``cat(pos_y[i], pos_x[j])``: the first half
+depends only on the row, the second only on the column, so the two (H, F) and (W, F) tables
+are all that is ever built (the colour decoder adds their projections per row and per column).
 Computed in float32 as the official model does, then cast to the feature dtype: the official
 code leaves it in float32, which breaks a plain ``.half()`` model.
 """
@@ -8,27 +11,21 @@ import math
 import torch
 
 
-def sine_position_encoding(feature, num_feats=128, temperature=10000.0):
-    """Return a (B, 2*num_feats, H, W) encoding: y features first, then x; sin/cos interleaved."""
-    b, _, h, w = feature.shape
-    device = feature.device
+def sine_position_axes(height, width, num_feats=128, temperature=10000.0, device=None,
+                       dtype=torch.float32):
+    """(pos_y (H, F), pos_x (W, F)), F = num_feats; sin/cos interleaved in each."""
     eps = 1e-6
     scale = 2 * math.pi
-    # Cumulative position of every pixel (1..H, 1..W), normalised so the last one maps to 2*pi.
-    y = torch.arange(1, h + 1, dtype=torch.float32, device=device)
-    x = torch.arange(1, w + 1, dtype=torch.float32, device=device)
-    y = y / (y[-1:] + eps) * scale
-    x = x / (x[-1:] + eps) * scale
     dim_t = torch.arange(num_feats, dtype=torch.float32, device=device)
     dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
-    pos_y = _interleave_sin_cos(y[:, None] / dim_t)  # (H, F)
-    pos_x = _interleave_sin_cos(x[:, None] / dim_t)  # (W, F)
-    pos = torch.cat([
-        pos_y[:, None, :].expand(h, w, num_feats),
-        pos_x[None, :, :].expand(h, w, num_feats),
-    ], dim=2)
-    pos = pos.permute(2, 0, 1).unsqueeze(0).expand(b, -1, -1, -1)
-    return pos.to(feature.dtype)
+
+    def axis(n):
+        # Cumulative position 1..n, normalised so the last one maps to 2*pi.
+        t = torch.arange(1, n + 1, dtype=torch.float32, device=device)
+        t = t / (t[-1:] + eps) * scale
+        return _interleave_sin_cos(t[:, None] / dim_t).to(dtype)
+
+    return axis(height), axis(width)
 
 
 def _interleave_sin_cos(t):
