@@ -23,6 +23,13 @@ DAY_S = 86400.0
 HOUR_S = 3600.0
 
 
+def _count_recent(times: deque, now: float, span_s: float) -> int:
+    """How many of `times` (oldest first) fall within the last `span_s` seconds; older ones are dropped."""
+    while times and times[0] <= now - span_s:
+        times.popleft()
+    return len(times)
+
+
 @dataclass(frozen=True)
 class Notification:
     rule: str
@@ -64,13 +71,11 @@ class ManyPauses(Rule):
             self.pauses.append(float(event["at"]))
 
     def check(self, now, settings, snapshot):
-        while self.pauses and self.pauses[0] <= now - DAY_S:
-            self.pauses.popleft()
-        limit = settings.alert_pauses_per_day
-        if limit <= 0 or len(self.pauses) <= limit:
+        pauses, limit = _count_recent(self.pauses, now, DAY_S), settings.alert_pauses_per_day
+        if limit <= 0 or pauses <= limit:
             return None
-        return (f"{len(self.pauses)} pauses in the last 24 h (more than {limit}): prompts keep waiting for "
-                "GPU memory - add GPU capacity or use smaller models", {"pauses_24h": len(self.pauses), "limit": limit})
+        return (f"{pauses} pauses in the last 24 h (more than {limit}): prompts keep waiting for "
+                "GPU memory - add GPU capacity or use smaller models", {"pauses_24h": pauses, "limit": limit})
 
 
 class LongHold(Rule):
@@ -151,12 +156,11 @@ class RejectBurst(Rule):
 
     def check(self, now, settings, snapshot):
         window, limit = settings.alert_rejected_window_s, settings.alert_rejected_burst
-        while self.rejected and self.rejected[0] <= now - window:
-            self.rejected.popleft()
-        if limit <= 0 or len(self.rejected) < limit:
+        rejected = _count_recent(self.rejected, now, window)
+        if limit <= 0 or rejected < limit:
             return None
-        return (f"{len(self.rejected)} prompts answered 429 in the last {window:g} s: the hold queue is full",
-                {"rejected": len(self.rejected), "window_s": window})
+        return (f"{rejected} prompts answered 429 in the last {window:g} s: the hold queue is full",
+                {"rejected": rejected, "window_s": window})
 
 
 class ManyOoms(Rule):
@@ -173,13 +177,11 @@ class ManyOoms(Rule):
             self.ooms.append(float(event["at"]))
 
     def check(self, now, settings, snapshot):
-        while self.ooms and self.ooms[0] <= now - HOUR_S:
-            self.ooms.popleft()
-        limit = settings.alert_ooms_per_hour
-        if limit <= 0 or len(self.ooms) <= limit:
+        ooms, limit = _count_recent(self.ooms, now, HOUR_S), settings.alert_ooms_per_hour
+        if limit <= 0 or ooms <= limit:
             return None
-        return (f"{len(self.ooms)} runs out of GPU memory in the last hour (more than {limit}): use smaller "
-                "sizes or the tiny model, lower max_held, or add a server", {"ooms": len(self.ooms), "limit": limit})
+        return (f"{ooms} runs out of GPU memory in the last hour (more than {limit}): use smaller "
+                "sizes or the tiny model, lower max_held, or add a server", {"ooms": ooms, "limit": limit})
 
 
 RULES = (ManyPauses, LongHold, SensorFailing, HoldQueueFull, RejectBurst, ManyOoms)
