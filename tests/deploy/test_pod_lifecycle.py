@@ -94,7 +94,7 @@ def test_sigterm_with_a_prompt_running_ends_the_pod_after_it_and_prestop_stops_a
         assert pod.wait_exit(3) is None, "the pod ended while its prompt was still running"
         release.touch()
         code = pod.wait_exit(30)
-        assert code is not None, "the pod did not end after its running prompt finished"
+        assert code is not None, f"the pod did not end after its running prompt finished; its log ends:\n{pod.log_text()[-4000:]}"
         assert executed(pod) == before + 1, f"the running prompt {running} did not finish before the end"
         assert "VRAM guard: drained; ending the process" in pod.log_text()
     finally:

@@ -1,7 +1,9 @@
 """The SIGTERM drain's installation rules, without ComfyUI: another handler is kept, the first
 SIGTERM drains, the second ends at once."""
+import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -60,25 +62,47 @@ def _catch(errors, fn, *args):
         errors.append(error)
 
 
-def test_the_first_sigterm_drains_the_second_ends_and_the_wait_is_bounded(restore_sigterm):
+def test_the_first_sigterm_drains_the_second_takes_the_default_action_and_the_wait_is_bounded(restore_sigterm):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    guard, ended, signalled = Guard(), [], threading.Event()
-    install_sigterm_drain(guard, Queue(), 0.3, end=lambda: ended.append(True), signal_self=signalled.set)
-    handler = signal.getsignal(signal.SIGTERM)
-    handler(signal.SIGTERM, None)
-    assert guard.drains == ["SIGTERM"] and ended == []
-    # the queue never empties: after drain_on_sigterm_s the process signals itself to end
-    assert not signalled.wait(0.1) and signalled.wait(5)
-    handler(signal.SIGTERM, None)
-    assert ended == [True] and guard.drains == ["SIGTERM"]
+    guard, ended = Guard(), threading.Event()
+    install_sigterm_drain(guard, Queue(), 0.3, end=ended.set)
+    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    # a second SIGTERM ends the process at once, whatever the main thread is doing
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    # the queue never empties: the drain ends after drain_on_sigterm_s
+    assert not ended.wait(0.1) and ended.wait(5)
+    assert guard.drains == ["SIGTERM"]
 
 
 def test_the_process_ends_as_soon_as_the_queue_is_empty(restore_sigterm):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    queue, signalled = Queue(), threading.Event()
-    install_sigterm_drain(Guard(), queue, 60, end=lambda: None, signal_self=signalled.set)
+    queue, ended = Queue(), threading.Event()
+    install_sigterm_drain(Guard(), queue, 60, end=ended.set)
     signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
-    assert not signalled.wait(0.3)
+    assert not ended.wait(0.3)
     with queue.mutex:
         queue.queue.clear()
-    assert signalled.wait(5)
+    assert ended.wait(5)
+
+
+def test_the_handler_takes_no_lock_the_interrupted_main_thread_may_hold(restore_sigterm):
+    """A Python signal handler runs between two bytecodes of the main thread: here inside a section
+    that holds a lock the drain needs (as the guard's, the event log's or ComfyUI's log lock can be).
+    A handler that drained there would wait on its own thread for good."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    lock = threading.Lock()
+
+    class LockingGuard(Guard):
+        def drain(self, by, reason):
+            if not lock.acquire(timeout=2):
+                raise AssertionError("the drain waited on a lock held by the thread it interrupted")
+            lock.release()
+            return super().drain(by, reason)
+
+    guard, ended = LockingGuard(), threading.Event()
+    install_sigterm_drain(guard, Queue(), 0.2, end=ended.set)
+    with lock:
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, on this thread, in the section
+        for _ in range(100):  # bytecodes for the handler to run between
+            time.sleep(0.001)
+    assert ended.wait(5) and guard.drains == ["SIGTERM"]
