@@ -5,10 +5,13 @@ baseline's ``ddcolor_model/`` is extracted with ``git archive`` into a temporary
 imported under another name; both models get the same weights (the parity kit's when present,
 else the pack's synthetic ones) and the same input, and are timed in alternating order (fp32,
 CPU, batch 1). Prints min and median per side and baseline / new from the minima (above 1: the
-new code is faster), wall and process CPU time.
+new code is faster), wall and process CPU time. With --official the official network
+(../shared/ddcolor/official_model.py) runs as a third contender in the same alternation, and the
+speed-up official / side is printed for both sides: whether a change of the ratio against the
+official comes from our code or from the machine and torch build.
 
     python bench/bench_ab.py [--baseline main] [--variants tiny large] [--sizes 512 1024]
-                             [--reps 4] [--threads N]
+                             [--reps 4] [--threads N] [--official]
 """
 import argparse
 import importlib
@@ -56,6 +59,7 @@ def main():
     parser.add_argument("--sizes", nargs="+", type=int, default=[512])
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--official", action="store_true", help="time the official network too (parity kit)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,6 +72,8 @@ def main():
         for variant in args.variants:
             weights = state_dict(variant)
             models = {"baseline": build(base, variant, weights), "new": build(new, variant, weights)}
+            if args.official:
+                models["official"] = kit.official_model(variant, weights)
             del weights
             for size in args.sizes:
                 x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -77,6 +83,12 @@ def main():
                 print(f"{variant}@{size}: baseline {kit.summary(times['baseline'])}; new "
                       f"{kit.summary(times['new'])}; baseline/new {min(times['baseline']) / min(times['new']):.3f} "
                       f"wall, {min(cpu['baseline']) / min(cpu['new']):.3f} CPU time", flush=True)
+                if args.official:
+                    print(f"  official {kit.summary(times['official'])}; speed-up official/baseline "
+                          f"{min(times['official']) / min(times['baseline']):.2f}x, official/new "
+                          f"{min(times['official']) / min(times['new']):.2f}x wall (CPU time "
+                          f"{min(cpu['official']) / min(cpu['baseline']):.2f}x, "
+                          f"{min(cpu['official']) / min(cpu['new']):.2f}x)", flush=True)
             del models
     print(f"load average {kit.load_average():.1f} at the end")
 

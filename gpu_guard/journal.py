@@ -266,6 +266,12 @@ class Journal:
             if gone:
                 self._changed.notify()
 
+    def sequence(self) -> tuple:
+        """(handed, committed): the sequence number of the last change handed over, and the one up to
+        which every change is committed (a waiter for `handed` is answered once committed reaches it)."""
+        with self._lock:
+            return self._handed, self._committed
+
     def when_committed(self, callback: Callable[[bool], None]) -> None:
         """Call `callback(True)` once every change handed over so far is committed (on the writer
         thread, or here at once when nothing waits), or `callback(False)` at once while writes fail
@@ -420,7 +426,7 @@ class Journal:
                 log.error("VRAM guard journal: prompt %s cannot be journaled (%s); it is lost if ComfyUI stops "
                           "before it runs", prompt_id, error)
                 return None
-        return (str(prompt_id), _number(item[0]), item_json, json.dumps(sorted(keys)))
+        return (str(prompt_id), _number(item[0]), item_json, json.dumps(sorted(keys)) if keys else "[]")
 
 
 def _number(value) -> float:

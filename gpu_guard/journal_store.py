@@ -168,21 +168,20 @@ class JournalStore:
 
     def write(self, inserts, running, not_running, deletes) -> None:
         """One transaction. inserts: (prompt_id, number, item_json, keys_json); the others:
-        (prompt_id, number). Raises sqlite3.Error (rolled back)."""
+        (prompt_id, number). Raises sqlite3.Error (rolled back).
+
+        Each statement takes many rows (not executemany): sqlite3 lets go of the GIL around every
+        step, and a writer that takes it back once per row stalls ComfyUI's event loop once per row."""
         db = self._db
         now = self._wall()
         db.execute("BEGIN")
         try:
-            if inserts:
-                db.executemany("INSERT OR REPLACE INTO prompts (prompt_id, number, item, sensitive_keys, journaled_at) "
-                               "VALUES (?, ?, ?, ?, ?)", [(*row, now) for row in inserts])
-            if running:
-                db.executemany("INSERT OR IGNORE INTO running (prompt_id, number) VALUES (?, ?)", list(running))
-            gone = list(not_running) + list(deletes)
-            if gone:
-                db.executemany("DELETE FROM running WHERE prompt_id = ? AND number = ?", gone)
-            if deletes:
-                db.executemany("DELETE FROM prompts WHERE prompt_id = ? AND number = ?", list(deletes))
+            _many_rows(db, "INSERT OR REPLACE INTO prompts (prompt_id, number, item, sensitive_keys, journaled_at) "
+                           "VALUES {}", "(?, ?, ?, ?, ?)", [(*row, now) for row in inserts])
+            _many_rows(db, "INSERT OR IGNORE INTO running (prompt_id, number) VALUES {}", "(?, ?)", running)
+            _many_rows(db, "DELETE FROM running WHERE (prompt_id, number) IN (VALUES {})", "(?, ?)",
+                       list(not_running) + list(deletes))
+            _many_rows(db, "DELETE FROM prompts WHERE (prompt_id, number) IN (VALUES {})", "(?, ?)", deletes)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -209,10 +208,25 @@ class JournalStore:
             self._db = None
 
 
+# Rows per statement: 5 parameters a row stays under SQLite's oldest limit of 999 parameters
+ROWS_PER_STATEMENT = 150
+
+
+def _many_rows(db, sql: str, row_sql: str, rows) -> None:
+    rows = list(rows)
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start:start + ROWS_PER_STATEMENT]
+        db.execute(sql.format(", ".join([row_sql] * len(chunk))), [value for row in chunk for value in row])
+
+
+# allow_nan: a prompt may carry NaN or Infinity (a float input, or what a pack put in extra_data);
+# Python writes them as NaN / Infinity and json.loads reads them back as the same floats. One encoder
+# for every put: json.dumps with these arguments builds a new one each call (a third of a small put).
+_ITEM_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+
+
 def encode_item(kept: list, had_sensitive: bool) -> str:
-    # allow_nan: a prompt may carry NaN or Infinity (a float input, or what a pack put in extra_data);
-    # Python writes them as NaN / Infinity and json.loads reads them back as the same floats
-    return json.dumps({"item": kept, "had_sensitive": had_sensitive}, separators=(",", ":"), allow_nan=True)
+    return _ITEM_ENCODER.encode({"item": kept, "had_sensitive": had_sensitive})
 
 
 class _NewerSchema(Exception):

@@ -85,6 +85,10 @@ class QueuePersistence:
         self._restored.set()  # nothing to wait for until open() found prompts
         self.counts = {"restored": 0, "failed_validation": 0, "failed_running": 0, "dropped": 0,
                        "without_sensitive": 0}
+        # /prompt answers waiting for their commit, in order of arrival: (sequence, deadline, future); on the loop
+        self._commit_waiters = []
+        self._commit_armed = False  # a journal callback for them is outstanding
+        self._commit_timer = None  # the deadline of the oldest
         self.answered_unwritten = 0  # 200s from /prompt given before their commit (writes failing, timeout)
         self.on_event = None  # the operations layer's intake: journal_failing / journal_recovered / journal_backlog
 
@@ -142,22 +146,57 @@ class QueuePersistence:
         journal = self.journal
         if journal is None or not journal.active:
             return None
+        handed, committed = journal.sequence()
+        if handed <= committed:
+            return None
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-
-        def settle(ok):
-            if not future.done():
-                future.set_result(ok)
-
-        journal.when_committed(lambda ok: loop.call_soon_threadsafe(settle, ok))
-        try:
-            ok = await asyncio.wait_for(future, COMMIT_WAIT_S)
-        except asyncio.TimeoutError:
-            ok = False
-        if ok:
+        self._commit_waiters.append((handed, loop.time() + COMMIT_WAIT_S, future))
+        self._arm_commit_wait(loop)
+        if await future:
             return None
         self.answered_unwritten += 1
         return journal.problem or f"the journal did not commit within {COMMIT_WAIT_S:g} s"
+
+    # Every waiter of a burst shares one journal callback and one timer, both on the event loop: a
+    # callback (or a wait_for) per waiter made the writer and the loop trade the GIL, and the loop
+    # run a timer, once per prompt of the burst.
+
+    def _arm_commit_wait(self, loop) -> None:
+        if self._commit_armed or not self._commit_waiters:
+            return
+        self._commit_armed = True
+        self.journal.when_committed(lambda ok: loop.call_soon_threadsafe(self._settle_commit_waiters, loop, ok))
+        if self._commit_timer is None:
+            self._commit_timer = loop.call_at(self._commit_waiters[0][1], self._expire_commit_waiters, loop)
+
+    def _settle_commit_waiters(self, loop, ok: bool) -> None:
+        self._commit_armed = False
+        _handed, committed = self.journal.sequence()
+        waiting = []
+        for entry in self._commit_waiters:
+            sequence, _deadline, future = entry
+            if future.done():
+                continue  # its client went away (the handler was cancelled)
+            if not ok or sequence <= committed:
+                future.set_result(ok)
+            else:
+                waiting.append(entry)
+        self._commit_waiters = waiting
+        if not waiting and self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+        self._arm_commit_wait(loop)
+
+    def _expire_commit_waiters(self, loop) -> None:
+        """COMMIT_WAIT_S passed for the oldest waiters (the disk hangs): they are answered, flagged."""
+        now = loop.time()
+        waiting = self._commit_waiters
+        while waiting and waiting[0][1] <= now:  # in order of arrival, so of deadline
+            future = waiting.pop(0)[2]
+            if not future.done():
+                future.set_result(False)
+        self._commit_timer = loop.call_at(waiting[0][1], self._expire_commit_waiters, loop) if waiting else None
 
     # -- restore ----------------------------------------------------------------------------------
 

@@ -180,3 +180,108 @@ def test_commits_are_synchronous_full(tmp_path):
     journal, _ = opened(tmp_path / FILE_NAME)
     assert journal._store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # 2 = FULL
     journal.close()
+
+
+def test_a_burst_of_posts_waits_with_one_hop_to_the_event_loop_per_commit(tmp_path):
+    """QueuePersistence.committed, what /prompt awaits: every waiter is answered after its own
+    commit, and the writer crosses to the event loop once per commit, not once per waiter (a hop
+    per waiter made the writer and the loop trade the GIL once per prompt of a burst)."""
+    import asyncio
+
+    from gpu_guard.comfy.persistence import QueuePersistence
+
+    path = tmp_path / FILE_NAME
+    journal, _ = opened(path)
+    store_write, commits, hold = journal._store.write, [], threading.Event()
+
+    def slow_write(inserts, **changes):  # the first commit takes long: the burst piles up behind it
+        hold.wait(10)
+        store_write(inserts, **changes)
+        commits.append({row[0] for row in inserts})
+
+    journal._store.write = slow_write
+    registrations = []
+    when_committed = journal.when_committed
+    journal.when_committed = lambda callback: (registrations.append(1), when_committed(callback))
+    persistence = QueuePersistence(guard=None, server=None, queue=None, original_get=None)
+    persistence.journal = journal
+
+    async def burst():
+        heap, waits = [], []
+        for n in range(60):
+            heap.append(item(n, f"p{n}"))
+            journal.sync(heap, [])
+            waits.append(asyncio.ensure_future(persistence.committed()))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert not any(wait.done() for wait in waits)  # nothing is on disk yet: nobody answered
+        hold.set()
+        return await asyncio.gather(*waits)
+
+    assert asyncio.run(burst()) == [None] * 60
+    assert set().union(*commits) == {f"p{n}" for n in range(60)}
+    assert len(registrations) <= len(commits) <= 3, (registrations, commits)
+    journal.close()
+
+
+def test_waiters_are_answered_flagged_at_once_while_writes_fail(tmp_path):
+    import asyncio
+
+    from gpu_guard.comfy.persistence import QueuePersistence
+
+    path = tmp_path / FILE_NAME
+    journal, _ = opened(path, retry_s=30)
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    journal._store.write = full
+    persistence = QueuePersistence(guard=None, server=None, queue=None, original_get=None)
+    persistence.journal = journal
+
+    async def posts():
+        heap, answers = [], []
+        for n in range(5):
+            heap.append(item(n, f"p{n}"))
+            journal.sync(heap, [])
+            answers.append(await asyncio.wait_for(persistence.committed(), 3))
+        return answers
+
+    answers = asyncio.run(posts())
+    assert all(answer is not None and "disk is full" in answer for answer in answers), answers
+    assert persistence.answered_unwritten == 5
+    journal.close()
+
+
+def test_a_hanging_disk_answers_the_waiters_flagged_after_the_bound_and_a_gone_client_is_skipped(tmp_path, monkeypatch):
+    import asyncio
+
+    from gpu_guard.comfy import persistence as persistence_module
+
+    monkeypatch.setattr(persistence_module, "COMMIT_WAIT_S", 0.3)
+    path = tmp_path / FILE_NAME
+    journal, _ = opened(path)
+    hang = threading.Event()
+    store_write = journal._store.write
+    journal._store.write = lambda *args, **kwargs: (hang.wait(10), store_write(*args, **kwargs))
+    persistence = persistence_module.QueuePersistence(guard=None, server=None, queue=None, original_get=None)
+    persistence.journal = journal
+
+    async def posts():
+        heap, waits = [], []
+        for n in range(4):
+            heap.append(item(n, f"p{n}"))
+            journal.sync(heap, [])
+            waits.append(asyncio.ensure_future(persistence.committed()))
+            await asyncio.sleep(0)
+        waits[1].cancel()  # that client went away
+        started = asyncio.get_running_loop().time()
+        answers = await asyncio.gather(*waits, return_exceptions=True)
+        return answers, asyncio.get_running_loop().time() - started
+
+    answers, waited = asyncio.run(posts())
+    hang.set()
+    assert isinstance(answers[1], asyncio.CancelledError)
+    assert [a for i, a in enumerate(answers) if i != 1] == ["the journal did not commit within 0.3 s"] * 3
+    assert 0.2 < waited < 2 and persistence.answered_unwritten == 3
+    journal.close()
