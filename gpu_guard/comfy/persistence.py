@@ -163,12 +163,14 @@ class QueuePersistence:
     # run a timer, once per prompt of the burst.
 
     def _arm_commit_wait(self, loop) -> None:
-        if self._commit_armed or not self._commit_waiters:
+        if not self._commit_waiters:
+            return
+        if self._commit_timer is None:  # also while a callback is out: the disk may hang behind it
+            self._commit_timer = loop.call_at(self._commit_waiters[0][1], self._expire_commit_waiters, loop)
+        if self._commit_armed:
             return
         self._commit_armed = True
         self.journal.when_committed(lambda ok: loop.call_soon_threadsafe(self._settle_commit_waiters, loop, ok))
-        if self._commit_timer is None:
-            self._commit_timer = loop.call_at(self._commit_waiters[0][1], self._expire_commit_waiters, loop)
 
     def _settle_commit_waiters(self, loop, ok: bool) -> None:
         self._commit_armed = False
