@@ -9,6 +9,7 @@ from aiohttp import web
 from gpu_guard import Guard
 from gpu_guard.comfy.admission import PromptAdmission
 from tests.gpu_guard.stand_in_queue import StandInPromptQueue
+from tests.harness.coroutines import run_coroutine
 from tests.harness.probe_file import ProbeFile
 from tests.harness.server import free_port
 
@@ -53,7 +54,7 @@ def test_fifty_concurrent_posts_against_max_held_ten(tmp_path):
     queue = StandInPromptQueue()
     admission = PromptAdmission(guard, queue)
     started = time.monotonic()
-    answers = asyncio.run(burst(queue, admission, 50))
+    answers = run_coroutine(burst(queue, admission, 50))
     statuses = sorted(status for status, _retry, _body in answers)
     assert statuses.count(200) == 10 and statuses.count(429) == 40, statuses
     assert len(queue.queue) == 10
@@ -69,8 +70,8 @@ def test_places_free_up_when_prompts_leave_the_queue(tmp_path):
     guard = paused_guard(tmp_path, max_held=3)
     queue = StandInPromptQueue()
     admission = PromptAdmission(guard, queue)
-    first = asyncio.run(burst(queue, admission, 5))
+    first = run_coroutine(burst(queue, admission, 5))
     assert sorted(s for s, _r, _b in first) == [200, 200, 200, 429, 429]
     queue.queue.clear()  # e.g. POST /queue {"clear": true}
-    second = asyncio.run(burst(queue, admission, 5))
+    second = run_coroutine(burst(queue, admission, 5))
     assert sorted(s for s, _r, _b in second) == [200, 200, 200, 429, 429]

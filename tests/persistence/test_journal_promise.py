@@ -9,6 +9,7 @@ import sqlite3
 import threading
 
 from gpu_guard.journal import FILE_NAME, Journal
+from tests.harness.coroutines import run_coroutine
 
 
 
@@ -218,7 +219,7 @@ def test_a_burst_of_posts_waits_with_one_hop_to_the_event_loop_per_commit(tmp_pa
         hold.set()
         return await asyncio.gather(*waits)
 
-    assert asyncio.run(burst()) == [None] * 60
+    assert run_coroutine(burst()) == [None] * 60
     assert set().union(*commits) == {f"p{n}" for n in range(60)}
     assert len(registrations) <= len(commits) <= 3, (registrations, commits)
     journal.close()
@@ -247,7 +248,7 @@ def test_waiters_are_answered_flagged_at_once_while_writes_fail(tmp_path):
             answers.append(await asyncio.wait_for(persistence.committed(), 3))
         return answers
 
-    answers = asyncio.run(posts())
+    answers = run_coroutine(posts())
     assert all(answer is not None and "disk is full" in answer for answer in answers), answers
     assert persistence.answered_unwritten == 5
     journal.close()
@@ -284,7 +285,7 @@ def test_a_hanging_disk_answers_the_waiters_flagged_after_the_bound_and_a_gone_c
         late = await asyncio.wait_for(persistence.committed(), 3)
         return answers, waited, late
 
-    answers, waited, late = asyncio.run(posts())
+    answers, waited, late = run_coroutine(posts())
     hang.set()
     assert isinstance(answers[1], asyncio.CancelledError)
     assert [a for i, a in enumerate(answers) if i != 1] == ["the journal did not commit within 0.3 s"] * 3

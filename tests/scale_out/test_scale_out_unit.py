@@ -1,7 +1,5 @@
 """Scale-out pieces without ComfyUI: the token as Kubernetes delivers it, readiness while paused, the
 load-balancer agent over real TCP, the exposure warning and the VIP lanes' enforcement under a fault."""
-import asyncio
-import concurrent.futures
 import logging
 import socket
 
@@ -18,6 +16,7 @@ from gpu_guard.lb_agent import LoadBalancerAgent
 from gpu_guard.operator_token import read_token
 from gpu_guard.priority import BAND, enforced, parse_classes
 from tests.gpu_guard.stand_in_queue import StandInPromptQueue
+from tests.harness.coroutines import run_coroutine
 from tests.harness.server import free_port
 
 TOKEN = "a-token-as-kustomize-builds-it"
@@ -111,13 +110,6 @@ class FaultyGuard(Guard):
         raise RuntimeError("injected guard fault")
 
 
-def _run(coroutine):
-    """asyncio.run on a thread of its own: a test earlier in the session (Playwright's sync API) may
-    leave this thread's event loop marked as running, and asyncio.run refuses to start beside it."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
 async def _post_prompts(guard, bodies, headers=None):
     """POST each body to /prompt through the admission middleware; the handler runs the on_prompt
     handler as ComfyUI's trigger_on_prompt does (a handler's exception is logged, the data kept)."""
@@ -152,7 +144,7 @@ async def _post_prompts(guard, bodies, headers=None):
 
 def test_a_guard_fault_on_prompt_still_strips_front_under_enforcement():
     guard = FaultyGuard(GuardConfig(probe="off", priority_classes=CLASSES), None)
-    answers, queued = _run(_post_prompts(guard, [{"prompt": {}, "front": True, "number": -5e12}]))
+    answers, queued = run_coroutine(_post_prompts(guard, [{"prompt": {}, "front": True, "number": -5e12}]))
     assert answers == [(200, "front, number")]
     assert "front" not in queued[0] and "number" not in queued[0]
 
@@ -162,7 +154,7 @@ def test_a_class_may_not_set_a_number_outside_its_band():
     low_class = {"Authorization": "Bearer tests-token-0123456789"}
     vip_band = -2 * BAND + 7  # inside vip's band, ahead of every "tests" prompt
     own_band = -BAND + 7
-    answers, queued = _run(_post_prompts(guard, [{"prompt": {}, "number": vip_band},
+    answers, queued = run_coroutine(_post_prompts(guard, [{"prompt": {}, "number": vip_band},
                                                         {"prompt": {}, "number": own_band}], low_class))
     assert answers == [(200, "number"), (200, None)]
     assert -BAND <= queued[0]["number"] < 0 and queued[0]["number"] != vip_band
