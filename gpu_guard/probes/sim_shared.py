@@ -50,12 +50,12 @@ class SharedSimProbe(SimProbe):
         was 0.5 ms of every decision, and the figure moves only at loads, runs and frees."""
         if own_bytes == self._published and os.path.exists(self._mine):
             return
-        self._published = own_bytes
         os.makedirs(self.procs_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.procs_dir)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"pid": self._me.pid, "start": self._me.start, "own_bytes": int(own_bytes)}, f)
         os.replace(tmp, self._mine)
+        self._published = own_bytes  # only once written: a failed write is tried again at the next reading
 
     def _others(self) -> int:
         total = 0
