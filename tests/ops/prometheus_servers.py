@@ -6,12 +6,14 @@ when it runs as root. Without them the tests that need them skip, saying so.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import requests
+import yaml
 
 from tests.harness.artifacts import artifact_dir
 from tests.harness.processes import stop_process
@@ -90,3 +92,33 @@ def start_prometheus(folder: Path, config_text: str) -> Daemon:
         binary("prometheus"), f"--config.file={folder / 'prometheus.yml'}",
         f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
         "--rules.alert.resend-delay=1s", "--log.level=debug"], port)
+
+
+def rules_with_wait(folder: Path, alert_name: str, wait: str) -> Path:
+    """The shipped rules with one alert's `for:` set to `wait` (its expression kept as shipped), written
+    to folder/rules.yml: a test sees it fire without waiting minutes."""
+    rules = yaml.safe_load(RULES.read_text())
+    (alert,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == alert_name]
+    alert["for"] = wait
+    path = folder / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
+def prometheus_config(rules_path: Path, comfy_url: str, alertmanager_port=None) -> str:
+    """Scrape one ComfyUI's /gpu_guard/metrics every second and evaluate `rules_path`; alerts go to the
+    Alertmanager on `alertmanager_port` when one is given."""
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules_path)],
+        "scrape_configs": [{"job_name": "comfyui", "metrics_path": "/gpu_guard/metrics",
+                            "static_configs": [{"targets": [re.sub(r"^https?://", "", comfy_url).rstrip("/")]}]}]}
+    if alertmanager_port is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]}
+    return yaml.safe_dump(config)
+
+
+def alerts_named(prometheus: Daemon, alert_name: str) -> list:
+    """The alerts of that name in Prometheus' /api/v1/alerts (pending and firing)."""
+    return [a for a in prometheus.get_json("/api/v1/alerts")["data"]["alerts"]
+            if a["labels"]["alertname"] == alert_name]

@@ -2,28 +2,19 @@
 pause alert fires in /api/v1/alerts, Debian's Alertmanager delivers it to a webhook receiver, and it
 resolves after the reading drops; every Grafana panel's query returns a series from that Prometheus."""
 import json
-import re
 
 import pytest
 import yaml
 
 from tests.gpu_guard.guard_drill import GuardDrill, tiny_workflow, wait_until
-from tests.ops.prometheus_servers import DASHBOARD, RULES, binary, start_alertmanager, start_prometheus
+from tests.ops.prometheus_servers import (DASHBOARD, alerts_named, binary, prometheus_config,
+                                         rules_with_wait, start_alertmanager, start_prometheus)
 from tests.ops.receiver import Receiver
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 
 PAUSE_ALERT = "GpuGuardPaused"
 PAUSE_FOR = "2s"  # the shipped rule waits 5m; the test keeps the expression and shortens only the wait
-
-
-def rules_with_short_pause_window(folder):
-    rules = yaml.safe_load(RULES.read_text())
-    (alert,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == PAUSE_ALERT]
-    alert["for"] = PAUSE_FOR
-    path = folder / "rules.yml"
-    path.write_text(yaml.safe_dump(rules))
-    return path
 
 
 def dashboard_queries():
@@ -41,21 +32,6 @@ def alertmanager_config(receiver_url):
         "route": {"receiver": "loopback", "group_by": ["alertname", "instance"], "group_wait": "1s",
                   "group_interval": "1s", "repeat_interval": "1h"},
         "receivers": [{"name": "loopback", "webhook_configs": [{"url": receiver_url, "send_resolved": True}]}]})
-
-
-def prometheus_config(rules_path, alertmanager_port, comfy_url):
-    target = re.sub(r"^https?://", "", comfy_url).rstrip("/")
-    return yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules_path)],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
-        "scrape_configs": [{"job_name": "comfyui", "metrics_path": "/gpu_guard/metrics",
-                            "static_configs": [{"targets": [target]}]}]})
-
-
-def pause_alerts(prometheus):
-    return [a for a in prometheus.get_json("/api/v1/alerts")["data"]["alerts"]
-            if a["labels"]["alertname"] == PAUSE_ALERT]
 
 
 def query(prometheus, expr):
@@ -101,11 +77,11 @@ def test_pause_alert_fires_and_resolves_through_prometheus_and_alertmanager(comf
         alertmanager = start_alertmanager(tmp_path / "am", alertmanager_config(receiver.url + "/alertmanager"))
         try:
             prometheus = start_prometheus(tmp_path / "prom", prometheus_config(
-                rules_with_short_pause_window(tmp_path), alertmanager.port, server.url))
+                rules_with_wait(tmp_path, PAUSE_ALERT, PAUSE_FOR), server.url, alertmanager.port))
             try:
                 wait_until(lambda: query(prometheus, 'up{job="comfyui"} == 1') and query(prometheus, "gpu_guard_state"),
                            timeout=30, interval=0.2, what="Prometheus scraping ComfyUI")
-                assert pause_alerts(prometheus) == []
+                assert alerts_named(prometheus, PAUSE_ALERT) == []
 
                 drill.set_config(max_held=3)
                 drill.pause()
@@ -117,7 +93,7 @@ def test_pause_alert_fires_and_resolves_through_prometheus_and_alertmanager(comf
                            what="Prometheus to see 3 held prompts")
                 wait_until(lambda: value(prometheus, "sum(gpu_guard_rejected_prompts_total)") == 2, timeout=20,
                            interval=0.2, what="Prometheus to count 2 prompts answered 429")
-                (alert,) = wait_until(lambda: [a for a in pause_alerts(prometheus) if a["state"] == "firing"],
+                (alert,) = wait_until(lambda: [a for a in alerts_named(prometheus, PAUSE_ALERT) if a["state"] == "firing"],
                                       timeout=30, interval=0.2, what="the pause alert firing in /api/v1/alerts")
                 assert alert["labels"]["job"] == "comfyui" and alert["labels"]["severity"] == "warning"
                 firing = wait_until(lambda: [n for n in notifications(receiver) if n["status"] == "firing"],
@@ -131,7 +107,7 @@ def test_pause_alert_fires_and_resolves_through_prometheus_and_alertmanager(comf
                 drill.resume()
                 for prompt_id in held:
                     assert server.wait_history(prompt_id, timeout=60)["status"]["status_str"] == "success"
-                wait_until(lambda: pause_alerts(prometheus) == [], timeout=30, interval=0.2,
+                wait_until(lambda: alerts_named(prometheus, PAUSE_ALERT) == [], timeout=30, interval=0.2,
                            what="the pause alert to leave /api/v1/alerts")
                 resolved = wait_until(lambda: [n for n in notifications(receiver) if n["status"] == "resolved"],
                                       timeout=30, interval=0.2, what="Alertmanager to deliver the resolve")[0]

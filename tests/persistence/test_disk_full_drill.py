@@ -5,7 +5,7 @@ prompts of 25 KB go through (queued, run, done) and the journal cannot write.
 - The journal's memory stays bounded: what waits for the disk is compacted to the prompts queued
   at that moment, never the 3,000 that passed (`unwritten_bytes`, sampled all along).
 - The shipped GpuGuardJournalFailing rule fires on a real Prometheus scraping the server (its
-  expression as shipped; only its `for:` is shortened).
+  expression as shipped; only its `for:`, 1m, is shortened to 1 s).
 - Space returns: the journal catches up, and the file holds exactly the prompts held then.
 """
 from __future__ import annotations
@@ -19,11 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-import yaml
 
 from tests.gpu_guard.guard_drill import wait_until
 from tests.harness.required import missing
-from tests.ops.prometheus_servers import RULES, start_prometheus
+from tests.ops.prometheus_servers import alerts_named, prometheus_config, rules_with_wait, start_prometheus
 from tests.persistence.journal_drill import JournalDrill, drill_workflow
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
@@ -71,26 +70,8 @@ def fill(folder) -> int:
     return written
 
 
-def rules_with_short_wait(folder):
-    rules = yaml.safe_load(RULES.read_text())
-    (alert,) = [r for g in rules["groups"] for r in g["rules"] if r.get("alert") == ALERT]
-    alert["for"] = "1s"  # the shipped rule waits 1m; the expression is kept as shipped
-    path = folder / "rules.yml"
-    path.write_text(yaml.safe_dump(rules))
-    return path
-
-
-def prometheus_config(rules_path, comfy_url):
-    return yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules_path)],
-        "scrape_configs": [{"job_name": "comfyui", "metrics_path": "/gpu_guard/metrics",
-                            "static_configs": [{"targets": [comfy_url.split("://", 1)[1].rstrip("/")]}]}]})
-
-
 def journal_alerts(prometheus, state):
-    return [a for a in prometheus.get_json("/api/v1/alerts")["data"]["alerts"]
-            if a["labels"]["alertname"] == ALERT and a["state"] == state]
+    return [a for a in alerts_named(prometheus, ALERT) if a["state"] == state]
 
 
 class Sampler(threading.Thread):
@@ -116,7 +97,7 @@ def test_a_full_disk_keeps_comfyui_running_bounds_the_journal_fires_the_alert_an
         drill.wait_done([first])
         assert drill.wait_written()["problem"] is None
 
-        prometheus = start_prometheus(tmp_path / "prom", prometheus_config(rules_with_short_wait(tmp_path),
+        prometheus = start_prometheus(tmp_path / "prom", prometheus_config(rules_with_wait(tmp_path, ALERT, "1s"),
                                                                            server.url))
         sampler = Sampler(drill)
         try:

@@ -3,11 +3,13 @@ time, `when_committed` answers once it is on disk, concurrent puts share one com
 fail memory follows the live queue and the journal catches up when the disk works again."""
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sqlite3
 import threading
 
+from gpu_guard.comfy import persistence as persistence_module
 from gpu_guard.journal import FILE_NAME, Journal
 from tests.harness.coroutines import run_coroutine
 
@@ -29,6 +31,24 @@ def rows_on_disk(path):
         return {row[0] for row in reader.execute("SELECT prompt_id FROM prompts")}
     finally:
         reader.close()
+
+
+def waiting_for(journal):
+    """What /prompt awaits (QueuePersistence.committed), on this journal alone."""
+    persistence = persistence_module.QueuePersistence(guard=None, server=None, queue=None, original_get=None)
+    persistence.journal = journal
+    return persistence
+
+
+async def put_and_wait(journal, persistence, heap, numbers):
+    """Put each prompt as /prompt does and start its wait for the commit; the waits, in order."""
+    waits = []
+    for n in numbers:
+        heap.append(item(n, f"p{n}"))
+        journal.sync(heap, [])
+        waits.append(asyncio.ensure_future(persistence.committed()))
+        await asyncio.sleep(0)
+    return waits
 
 
 def test_the_journal_keeps_what_was_submitted_and_non_finite_floats_round_trip(tmp_path):
@@ -187,10 +207,6 @@ def test_a_burst_of_posts_waits_with_one_hop_to_the_event_loop_per_commit(tmp_pa
     """QueuePersistence.committed, what /prompt awaits: every waiter is answered after its own
     commit, and the writer crosses to the event loop once per commit, not once per waiter (a hop
     per waiter made the writer and the loop trade the GIL once per prompt of a burst)."""
-    import asyncio
-
-    from gpu_guard.comfy.persistence import QueuePersistence
-
     path = tmp_path / FILE_NAME
     journal, _ = opened(path)
     store_write, commits, hold = journal._store.write, [], threading.Event()
@@ -204,16 +220,10 @@ def test_a_burst_of_posts_waits_with_one_hop_to_the_event_loop_per_commit(tmp_pa
     registrations = []
     when_committed = journal.when_committed
     journal.when_committed = lambda callback: (registrations.append(1), when_committed(callback))
-    persistence = QueuePersistence(guard=None, server=None, queue=None, original_get=None)
-    persistence.journal = journal
+    persistence = waiting_for(journal)
 
     async def burst():
-        heap, waits = [], []
-        for n in range(60):
-            heap.append(item(n, f"p{n}"))
-            journal.sync(heap, [])
-            waits.append(asyncio.ensure_future(persistence.committed()))
-            await asyncio.sleep(0)
+        waits = await put_and_wait(journal, persistence, [], range(60))
         await asyncio.sleep(0.05)
         assert not any(wait.done() for wait in waits)  # nothing is on disk yet: nobody answered
         hold.set()
@@ -226,10 +236,6 @@ def test_a_burst_of_posts_waits_with_one_hop_to_the_event_loop_per_commit(tmp_pa
 
 
 def test_waiters_are_answered_flagged_at_once_while_writes_fail(tmp_path):
-    import asyncio
-
-    from gpu_guard.comfy.persistence import QueuePersistence
-
     path = tmp_path / FILE_NAME
     journal, _ = opened(path, retry_s=30)
 
@@ -237,15 +243,13 @@ def test_waiters_are_answered_flagged_at_once_while_writes_fail(tmp_path):
         raise sqlite3.OperationalError("database or disk is full")
 
     journal._store.write = full
-    persistence = QueuePersistence(guard=None, server=None, queue=None, original_get=None)
-    persistence.journal = journal
+    persistence = waiting_for(journal)
 
     async def posts():
         heap, answers = [], []
-        for n in range(5):
-            heap.append(item(n, f"p{n}"))
-            journal.sync(heap, [])
-            answers.append(await asyncio.wait_for(persistence.committed(), 3))
+        for n in range(5):  # one after the other: each is answered before the next is put
+            (wait,) = await put_and_wait(journal, persistence, heap, [n])
+            answers.append(await asyncio.wait_for(wait, 3))
         return answers
 
     answers = run_coroutine(posts())
@@ -255,34 +259,24 @@ def test_waiters_are_answered_flagged_at_once_while_writes_fail(tmp_path):
 
 
 def test_a_hanging_disk_answers_the_waiters_flagged_after_the_bound_and_a_gone_client_is_skipped(tmp_path, monkeypatch):
-    import asyncio
-
-    from gpu_guard.comfy import persistence as persistence_module
-
     monkeypatch.setattr(persistence_module, "COMMIT_WAIT_S", 0.3)
     path = tmp_path / FILE_NAME
     journal, _ = opened(path)
     hang = threading.Event()
     store_write = journal._store.write
     journal._store.write = lambda *args, **kwargs: (hang.wait(10), store_write(*args, **kwargs))
-    persistence = persistence_module.QueuePersistence(guard=None, server=None, queue=None, original_get=None)
-    persistence.journal = journal
+    persistence = waiting_for(journal)
 
     async def posts():
-        heap, waits = [], []
-        for n in range(4):
-            heap.append(item(n, f"p{n}"))
-            journal.sync(heap, [])
-            waits.append(asyncio.ensure_future(persistence.committed()))
-            await asyncio.sleep(0)
+        heap = []
+        waits = await put_and_wait(journal, persistence, heap, range(4))
         waits[1].cancel()  # that client went away
         started = asyncio.get_running_loop().time()
         answers = await asyncio.gather(*waits, return_exceptions=True)
         waited = asyncio.get_running_loop().time() - started
         # a post after those expired, while the commit they waited for still hangs: bounded too
-        heap.append(item(9, "p9"))
-        journal.sync(heap, [])
-        late = await asyncio.wait_for(persistence.committed(), 3)
+        (late,) = await put_and_wait(journal, persistence, heap, [9])
+        late = await asyncio.wait_for(late, 3)
         return answers, waited, late
 
     answers, waited, late = run_coroutine(posts())
