@@ -30,6 +30,8 @@ FORMAT_VERSION = 1
 # A string input longer than this (or with whitespace) is text, not a name that drives memory
 SHORT_TEXT = 120
 LEARNED, ESTIMATED, UNKNOWN = "learned", "estimated", "unknown"
+# a held prompt whose estimate the poll thread has not made yet (it is made outside every lock)
+PENDING = "pending"
 
 
 def _drives_memory(name: str, value: Any) -> bool:

@@ -73,7 +73,7 @@ class HeldPrompt:
     prompt: Mapping[str, Any] = field(repr=False, default_factory=dict)  # dropped with the HeldPrompt
     estimated: bool = False
     estimated_bytes: Optional[int] = None  # the learned peak when there is one, else the nodes' estimate
-    need_source: str = learned_peaks.UNKNOWN
+    need_source: str = learned_peaks.PENDING  # until the poll thread made the estimate
     alerted: bool = False
     priority_class: Optional[str] = None
 

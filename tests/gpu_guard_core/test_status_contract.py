@@ -58,3 +58,15 @@ def test_ready_follows_the_state(make_guard, at_ratio):
     guard.update_config({"ready_strict": True})
     assert guard.ready() == (False, "paused: ratio 90.0 % >= pause_at 85.0 %; ready_strict")
     guard.update_config({"ready_strict": False})
+
+
+def test_a_held_prompt_says_its_estimate_is_pending_until_it_is_made(make_guard, at_ratio):
+    # the estimate is made by the poll thread outside the lock: in between, "unknown" would be a lie
+    guard = make_guard()
+    at_ratio(guard, 0.9)
+    guard.note_pending([QueueEntry("p1", 3, {"1": {"class_type": "NoEstimator", "inputs": {}}})])
+    (held,) = guard.status()["held"]
+    assert (held["estimated_bytes"], held["need_source"]) == (None, "pending")
+    assert guard.estimate_held() == 1
+    (held,) = guard.status()["held"]
+    assert (held["estimated_bytes"], held["need_source"]) == (None, "unknown")

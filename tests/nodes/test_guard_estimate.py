@@ -31,7 +31,9 @@ def test_held_ddcolor_prompt_carries_the_colorize_estimate(comfy, checkpoint_nam
     probe.write_ratio(0.97)
     wait_guard(comfy, lambda s: s["state"] == "paused")
     prompt_id = comfy.post_prompt(fresh(workflow))
-    status = wait_guard(comfy, lambda s: any(h["prompt_id"] == prompt_id for h in s["held"]))
+    # the poll thread estimates a held prompt a moment after it joins ("pending" until then)
+    status = wait_guard(comfy, lambda s: any(h["prompt_id"] == prompt_id and h["need_source"] != "pending"
+                                             for h in s["held"]))
     held = next(h for h in status["held"] if h["prompt_id"] == prompt_id)
     assert held["estimated_bytes"] == estimate_peak_bytes("tiny", PRESETS["person"].default, 1, torch.float32)
 

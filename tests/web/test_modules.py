@@ -236,3 +236,16 @@ def test_gauge_off_state_says_why(js):
     assert result["state"] == "off" and result["label"] == "off" and result["value"] == "–"
     assert "no GPU found: the guard is off" in result["title"] and "No memory reading" in result["title"]
     assert result["aria"].startswith("VRAM guard: off. No memory reading")
+
+
+def test_held_panel_tells_a_pending_estimate_from_an_unknown_one(js):
+    result = js("""
+        const panel = document.createElement('div');
+        document.body.append(panel);
+        const row = (id, bytes, source) => ({prompt_id: id, number: 1, position: 1, waited_s: 0, client_id: null,
+                                              estimated_bytes: bytes, need_source: source, priority_class: 'normal'});
+        m.held_panel.renderHeldPanel(panel, {status: {state: 'paused'}, held: [
+            row('a', null, 'pending'), row('b', null, 'unknown'), row('c', 3 * 2 ** 30, 'estimated')]});
+        return [...panel.querySelectorAll('tr[data-prompt-id]')].map(tr => tr.querySelectorAll('td')[4].textContent);
+    """)
+    assert result == ["estimating", "unknown", "3.0 GiB"]

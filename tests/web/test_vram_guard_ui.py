@@ -89,7 +89,7 @@ def test_pause_hold_toast_panel_and_resume_notice(guard_ui, web_guard):
     cells = row.locator("td").all_inner_texts()
     assert cells[0] == "1" and cells[2] == "this browser", cells
     assert re.fullmatch(r"\d+ s", cells[3]), cells
-    assert cells[4] == "unknown" or re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB|TiB)", cells[4]), cells
+    assert cells[4] in ("unknown", "estimating") or re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB|TiB)", cells[4]), cells
 
     # a prompt from another client is listed but brings this browser no notice
     other = web_guard.client.post_prompt(tiny_workflow(color=7), client_id="another-client")

@@ -35,6 +35,12 @@ function operatorControl(doc, status, control, onToggle) {
 //         problem (why there is no status, or null),
 //         control: { canChange (this user may change the guard's config), busy } or null,
 //         onOperatorToggle(pause: boolean) }
+// "pending": the server has not made the estimate yet (it does so outside its lock, a moment later)
+function estimateText(entry) {
+  if (entry.estimated_bytes != null) return bytes(entry.estimated_bytes);
+  return entry.need_source === "pending" ? "estimating" : "unknown";
+}
+
 export function renderHeldPanel(container, view) {
   const doc = container.ownerDocument;
   const { status, held = [], elapsedS = 0, isMine, problem, control, onOperatorToggle } = view;
@@ -72,7 +78,7 @@ export function renderHeldPanel(container, view) {
         cell(doc, "td", String(entry.prompt_id).slice(0, 8), "vg-mono"),
         cell(doc, "td", mine ? "this browser" : "another client"),
         cell(doc, "td", duration((entry.waited_s ?? 0) + elapsedS)),
-        cell(doc, "td", entry.estimated_bytes == null ? "unknown" : bytes(entry.estimated_bytes)),
+        cell(doc, "td", estimateText(entry)),
         cell(doc, "td", entry.priority_class ?? "normal"),
       );
       if (mine) row.classList.add("vg-mine");
