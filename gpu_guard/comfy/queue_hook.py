@@ -194,6 +194,10 @@ class QueueHook:
             while not queue.queue:
                 if self._unload_when_idle():
                     return None  # the worker handles the flag right away
+                if timeout is not None and getattr(queue, "flags", None):
+                    # set while the worker was away (POST /free during its post-prompt gc): their
+                    # notify found nobody waiting, so hand back now instead of sleeping the timeout
+                    return None
                 remaining = None if deadline is None else deadline - self._monotonic()
                 if remaining is not None and remaining <= 0:
                     return None

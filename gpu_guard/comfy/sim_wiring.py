@@ -18,10 +18,10 @@ def attach_sim_device(probe, hook, loaded_models, device_name) -> None:
     probe.set_models_source(lambda: loaded_models_bytes(loaded_models(), device_name))
     hook.on_prompt_start = lambda prompt: device.prompt_started(estimators.estimate_prompt(prompt, unknown=0) or 0)
     hook.on_prompt_end = device.prompt_finished
-    _follow_cache_emptying(device)
+    _follow_cache_emptying(device, hook.queue)
 
 
-def _follow_cache_emptying(device) -> None:
+def _follow_cache_emptying(device, queue) -> None:
     try:
         import comfy.model_management as model_management
     except ImportError:
@@ -34,6 +34,10 @@ def _follow_cache_emptying(device) -> None:
         try:
             return original(*args, **kwargs)
         finally:
+            if not queue.currently_running:
+                # ComfyUI empties its cache right after task_done, before its worker comes back to get
+                # (where the hook notes the prompt's end): the prompt's tensors are freed by then
+                device.prompt_finished()
             device.cache_emptied()
 
     soft_empty_cache._gpu_guard_sim = True

@@ -170,8 +170,9 @@ def test_on_the_simulated_gpu_the_fast_lane_uses_the_learned_peak(make_drill):
     again = drill.post_oom("learn", extra_bytes=6 * GB, estimate_bytes=1 * GB)  # same workflow: 7 GB learned
     other = drill.post_oom("unknown-to-the-table", estimate_bytes=1 * GB)  # only its estimate: fits
     drill.wait_done([other], timeout=60)  # the fast lane is open for what fits
-    held = wait_until(lambda: [h for h in drill.status()["held"] if h["prompt_id"] == again], 10,
-                      what="the learned prompt held")[0]
+    held = wait_until(lambda: [h for h in drill.status()["held"]
+                               if h["prompt_id"] == again and h["need_source"] != "pending"], 10,
+                      what="the learned prompt held and estimated")[0]
     assert held["learned_bytes"] == 7 * GB and held["need_source"] == "learned"
     time.sleep(1.0)
     assert drill.client.history(again) is None  # by its 1 GB estimate it would have run in the fast lane

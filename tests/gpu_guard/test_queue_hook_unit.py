@@ -54,6 +54,22 @@ def test_an_idle_worker_wakes_for_the_free_flags_as_with_comfyuis_get(rig):
     assert returned - flagged < 1.0
 
 
+def test_free_flags_set_while_the_worker_was_away_are_handled_at_once(rig):
+    # POST /free lands while ComfyUI's worker writes the history and collects garbage after a prompt:
+    # its notify finds nobody waiting. ComfyUI's own get would then sleep its full timeout (1000 s
+    # after a garbage collection) with the flags unread.
+    _guard, queue, _hook, _probe, _models = rig
+    queue.set_flag("free_memory", True)
+    queue.set_flag("unload_models", True)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(queue.get(timeout=30.0)))
+    started = time.monotonic()
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive(), "the worker must return to handle the flags already set, not wait 30 s"
+    assert results == [None] and time.monotonic() - started < 1.0
+
+
 def test_priority_order_with_front_queued_prompts(rig):
     _guard, queue, _hook, _probe, _models = rig
     for entry in (item(3, "c"), item(1, "a"), item(-4, "front"), item(2, "b")):
