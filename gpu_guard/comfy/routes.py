@@ -52,14 +52,15 @@ class GuardRoutes:
 
     async def get_status(self, request):
         status = self.guard.status()
-        if request_refusal(self.guard, request) is not None:  # not an operator: only its own client id
+        operator = request_refusal(self.guard, request) is None
+        if not operator:  # only its own client id
             status = masked(status, keep=request.query.get("client_id"))
         if self.extra_status is not None:
             status["adapter"] = self.extra_status()
         if self.ops is not None:
             status.update(self.ops.status())
         watch = self.neighbours()
-        status["neighbours"] = watch.status() if watch is not None else None
+        status["neighbours"] = watch.status(identities=operator) if watch is not None else None
         return web.json_response(status)
 
     async def get_config(self, request):

@@ -199,22 +199,30 @@ class NeighbourWatch:
 
     # -- reporting -------------------------------------------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self, identities: bool = True) -> dict:
+        """The status view; `identities` False (a caller that may not operate the guard) leaves out
+        what names the other servers and this host: their host:port names, pids, the registry folder,
+        the device key and the error text."""
         with self._lock:
             published, neighbours = self._published, list(self._neighbours)
         now = self._wall()
+        shown = _shown if identities else _shown_anonymous
+        last_ask, last_release = self.last_ask, self.last_release
+        if not identities:
+            last_ask = last_ask and {"at": last_ask["at"], "releasable_bytes": last_ask["releasable_bytes"]}
+            last_release = last_release and {"at": last_release["at"]}
         return {
             "enabled": published is not None,
-            "device": self.registry.device_key,
-            "dir": self.registry.dir,
-            "me": _shown(published, now) if published else None,
-            "neighbours": [_shown(c, now) for c in neighbours],
+            "device": self.registry.device_key if identities else None,
+            "dir": self.registry.dir if identities else None,
+            "me": shown(published, now) if published else None,
+            "neighbours": [shown(c, now) for c in neighbours],
             "asks_sent": self.asks_sent,
-            "last_ask": self.last_ask,
+            "last_ask": last_ask,
             "releases_done": self.releases_done,
-            "last_release": self.last_release,
+            "last_release": last_release,
             "request_waiting": self._request is not None,
-            "error": self.error,
+            "error": self.error if identities or self.error is None else "failing (details for operators)",
         }
 
 
@@ -222,3 +230,7 @@ def _shown(claim: Claim, now: float) -> dict:
     return {"name": claim.name, "pid": claim.pid, "idle_models_bytes": claim.idle_models_bytes,
             "torch_cache_bytes": claim.torch_cache_bytes, "busy": claim.busy, "pending": claim.pending,
             "age_s": round(max(0.0, now - claim.at), 3)}
+
+
+def _shown_anonymous(claim: Claim, now: float) -> dict:
+    return dict(_shown(claim, now), name=None, pid=None)

@@ -12,8 +12,8 @@ from tests.harness.server import free_port
 
 
 class RouteServer:
-    def __init__(self, guard):
-        self.guard = guard
+    def __init__(self, guard, neighbours=None):
+        self.guard, self.neighbours = guard, neighbours
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -22,7 +22,7 @@ class RouteServer:
 
     async def _start(self):
         app = web.Application()
-        for method, path, handler in GuardRoutes(self.guard).definitions():
+        for method, path, handler in GuardRoutes(self.guard, neighbours=lambda: self.neighbours).definitions():
             app.router.add_route(method, path, handler)
         self._runner = web.AppRunner(app)
         await self._runner.setup()

@@ -54,3 +54,24 @@ def test_websocket_events_name_each_client_only_to_itself(tmp_path):
         named = {h["client_id"] for h in data["held"]} - {None}
         assert named <= ({sid} if sid else set()), f"{event} to {sid} names {named}"
     assert any(sid == "client-b" for _, _, sid in sent) and any(sid is None for _, _, sid in sent)
+
+
+class RecordingWatch:
+    """Stands in for the NeighbourWatch (its views are tested in tests/gpu_guard_core/test_neighbours.py):
+    records which view the route asked for."""
+
+    def __init__(self):
+        self.asked = []
+
+    def status(self, identities=True):
+        self.asked.append(identities)
+        return {"identities": identities}
+
+
+def test_the_neighbours_are_named_only_to_operators(tmp_path):
+    guard, watch = paused_guard(tmp_path), RecordingWatch()
+    with RouteServer(guard, neighbours=watch) as server:
+        anonymous = requests.get(server.url + "/gpu_guard/status", timeout=10).json()
+        operator = requests.get(server.url + "/gpu_guard/status", timeout=10,
+                                headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert anonymous["neighbours"] == {"identities": False} and operator["neighbours"] == {"identities": True}

@@ -216,7 +216,7 @@ def pair(tmp_path, child, clock):
     return a, b, watch_a, watch_b
 
 
-def test_the_holding_guard_asks_once_and_the_idle_neighbour_releases(pair, clock):
+def test_the_holding_guard_asks_once_and_the_idle_neighbour_releases(pair, clock, tmp_path):
     a, b, watch_a, watch_b = pair
     watch_a.tick()
     watch_b.tick()
@@ -227,6 +227,15 @@ def test_the_holding_guard_asks_once_and_the_idle_neighbour_releases(pair, clock
     assert a.released == 1 and watch_a.last_release["for"] == "b"
     status = watch_b.status()
     assert status["neighbours"][0]["name"] == "a" and status["me"]["name"] == "b"
+    # a caller that may not operate the guard learns the bytes, not who or where the servers are
+    anonymous = watch_b.status(identities=False)
+    shown = json.dumps(anonymous)
+    for secret in ('"a"', '"b"', str(tmp_path), DEVICE, str(status["neighbours"][0]["pid"]), str(os.getpid())):
+        assert secret not in shown, secret
+    assert anonymous["neighbours"][0]["idle_models_bytes"] == status["neighbours"][0]["idle_models_bytes"]
+    assert {k for k, v in anonymous["neighbours"][0].items() if v is None} == {"name", "pid"}
+    assert anonymous["asks_sent"] == 1 and set(anonymous["last_ask"]) == {"at", "releasable_bytes"}
+    assert set(watch_a.status(identities=False)["last_release"]) == {"at"}
     watch_a.tick()  # published after the release: nothing left to ask for
     clock.advance(watch_module.ASK_INTERVAL_S)
     watch_b.tick()
