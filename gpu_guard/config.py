@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from . import priority
+from . import setting_values as values
 from .operator_token import read_token
 from .ops import webhook_settings
 
@@ -23,82 +24,6 @@ log = logging.getLogger("gpu_guard.config")
 
 ENV_PREFIX = "GPU_GUARD_"
 TOKEN_ENV = ENV_PREFIX + "TOKEN"
-PROBE_NAMES = ("auto", "nvml", "torch", "ram", "off")
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _number(lo: float, hi: float, lo_open: bool = False, integer: bool = False) -> Callable:
-    """A parser for a number in [lo, hi] (or (lo, hi] with lo_open); text is accepted from the environment."""
-    lo_mark = "(" if lo_open else "["
-    kind = "an integer" if integer else "a number"
-    shown = (f"{int(lo)}, {int(hi)}" if integer else f"{lo:g}, {hi:g}")
-    allowed = f"{kind} in {lo_mark}{shown}]"
-
-    def parse(value: Any, from_text: bool) -> Any:
-        if from_text:
-            try:
-                value = int(value) if integer else float(value)
-            except ValueError:
-                raise ValueError(f"must be {allowed}, got {value!r}") from None
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be {allowed}, got {value!r}")
-        elif integer and int(value) != value:
-            raise ValueError(f"must be {allowed}, got {value!r}")
-        if value != value or value > hi or value < lo or (lo_open and value == lo):
-            raise ValueError(f"must be {allowed}, got {value!r}")
-        return int(value) if integer else float(value)
-
-    parse.allowed = allowed
-    return parse
-
-
-def _boolean(value: Any, from_text: bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    if from_text and str(value).strip().lower() in _TRUE | _FALSE:
-        return str(value).strip().lower() in _TRUE
-    raise ValueError(f"must be true or false (1/0, yes/no, on/off), got {value!r}")
-
-
-_boolean.allowed = "true or false"
-
-
-def _choice(*options: str) -> Callable:
-    allowed = " | ".join(options)
-
-    def parse(value: Any, from_text: bool) -> str:
-        if isinstance(value, str) and value.strip().lower() in options:
-            return value.strip().lower()
-        raise ValueError(f"must be one of {allowed}, got {value!r}")
-
-    parse.allowed = allowed
-    return parse
-
-
-def _probe_spec(value: Any, from_text: bool) -> str:
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in PROBE_NAMES:
-            return text.lower()
-        if any(text.startswith(kind) and len(text) > len(kind) for kind in ("file:", "sim:")):
-            return text
-    raise ValueError(f"must be one of {' | '.join(PROBE_NAMES)} | file:PATH | sim:PATH, got {value!r}")
-
-
-_probe_spec.allowed = "auto | nvml | torch | ram | off | file:PATH | sim:PATH"
-
-
-def _folder(value: Any, from_text: bool) -> str:
-    if isinstance(value, str) and "\x00" not in value:
-        return value.strip()
-    raise ValueError(f"must be a folder path (empty = the default), got {value!r}")
-
-
-_folder.allowed = "a folder path, or empty for the default"
-
-
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -122,42 +47,42 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("enabled", _boolean, True, "guard prompts at all; false lets every prompt run"),
-    Setting("probe", _probe_spec, False, "memory sensor; read at start-up only"),
-    Setting("pause_at", _number(0, 1, lo_open=True), True, "pause when the used ratio is >= this"),
-    Setting("resume_at", _number(0, 1, lo_open=True), True, "resume when the used ratio is < this"),
+    Setting("enabled", values.boolean, True, "guard prompts at all; false lets every prompt run"),
+    Setting("probe", values.probe_spec, False, "memory sensor; read at start-up only"),
+    Setting("pause_at", values.number(0, 1, lo_open=True), True, "pause when the used ratio is >= this"),
+    Setting("resume_at", values.number(0, 1, lo_open=True), True, "resume when the used ratio is < this"),
     # 0.05 s: a reading costs microseconds, but a faster poll only spins the thread; memory moves slower
-    Setting("poll_s", _number(0.05, 60), True, "seconds between readings (at least 0.05)"),
-    Setting("max_held", _number(0, 1_000_000, integer=True), True,
+    Setting("poll_s", values.number(0.05, 60), True, "seconds between readings (at least 0.05)"),
+    Setting("max_held", values.number(0, 1_000_000, integer=True), True,
             "prompts held while paused before /prompt answers 429; 0 = unbounded"),
-    Setting("retry_after_s", _number(1, 3600, integer=True), True, "Retry-After of a 429"),
-    Setting("hold_timeout_s", _number(0, 7 * 86400), True, "seconds a prompt may be held; 0 = forever"),
-    Setting("hold_timeout_action", _choice("keep", "fail"), True,
+    Setting("retry_after_s", values.number(1, 3600, integer=True), True, "Retry-After of a 429"),
+    Setting("hold_timeout_s", values.number(0, 7 * 86400), True, "seconds a prompt may be held; 0 = forever"),
+    Setting("hold_timeout_action", values.choice("keep", "fail"), True,
             "after the hold timeout: keep holding (with an alert) or fail the prompt"),
-    Setting("fast_lane", _boolean, True, "while paused, run prompts whose estimate fits in free memory"),
-    Setting("fast_lane_margin", _number(0, 10), True,
+    Setting("fast_lane", values.boolean, True, "while paused, run prompts whose estimate fits in free memory"),
+    Setting("fast_lane_margin", values.number(0, 10), True,
             "headroom added to a prompt's estimate, as a fraction of it"),
-    Setting("fast_lane_max_overtake_s", _number(0, 7 * 86400), True,
+    Setting("fast_lane_max_overtake_s", values.number(0, 7 * 86400), True,
             "once the first held prompt has waited this long, the fast lane lets nothing overtake it; "
             "0 = no limit"),
-    Setting("sensor_failures", _number(1, 1000, integer=True), True,
+    Setting("sensor_failures", values.number(1, 1000, integer=True), True,
             "consecutive failed readings before the sensor policy applies"),
-    Setting("sensor_policy", _choice("open", "closed"), True,
+    Setting("sensor_policy", values.choice("open", "closed"), True,
             "with a failing sensor: open = admit (loud warning), closed = hold"),
-    Setting("free_on_hold", _boolean, True,
+    Setting("free_on_hold", values.boolean, True,
             "when held and idle, ask ComfyUI to release its idle models (again after a prompt ran)"),
-    Setting("idle_unload_s", _number(0, 7 * 86400), True,
+    Setting("idle_unload_s", values.number(0, 7 * 86400), True,
             "release this ComfyUI's idle models after this many seconds without a prompt; 0 = never "
             "(for GPUs shared by several servers)"),
-    Setting("neighbours", _boolean, True,
+    Setting("neighbours", values.boolean, True,
             "find the guards of other ComfyUI servers on the same GPU, publish this one's idle memory, and "
             "ask an idle neighbour to release its idle models when they keep prompts held here"),
-    Setting("neighbours_dir", _folder, False,
+    Setting("neighbours_dir", values.folder, False,
             "the registry folder shared by the guards of one machine; empty = $XDG_RUNTIME_DIR or /dev/shm"),
-    Setting("live_max_run_s", _number(0, 7 * 86400), True,
+    Setting("live_max_run_s", values.number(0, 7 * 86400), True,
             "/gpu_guard/live fails once one prompt has run longer than this (the worker is stuck); "
             "0 = never by time; size it above the longest job"),
-    Setting("drain_on_sigterm_s", _number(0, 7 * 86400), False,
+    Setting("drain_on_sigterm_s", values.number(0, 7 * 86400), False,
             "SIGTERM starts a drain and the process exits once drained or after this many seconds; "
             "0 = SIGTERM stops ComfyUI at once, as without the pack"),
     Setting("priority_classes", priority.parse_classes, True,
@@ -165,57 +90,57 @@ SETTINGS = (
             "class token (Authorization: Bearer) runs ahead of lower classes and has its own max_held",
             over_http=lambda value, from_text: priority.parse_classes(value, from_text, over_http=True),
             shown=priority.shown_classes),
-    Setting("priority_max_wait_s", _number(0, 7 * 86400), True,
+    Setting("priority_max_wait_s", values.number(0, 7 * 86400), True,
             "aging: a normal prompt that waited this long is not overtaken by class prompts any more; 0 = never"),
     Setting("priority_enforce", priority.parse_enforce, True,
             "clients without a class token cannot set front or number on /prompt (ComfyUI lets anyone jump "
             "the queue with them); auto = on whenever priority classes are configured"),
-    Setting("ready_strict", _boolean, True,
+    Setting("ready_strict", values.boolean, True,
             "/gpu_guard/ready answers 503 while paused (the server leaves rotation); false = 503 only when it "
             "cannot take a prompt (draining, hold queue full, failing closed), so a pause is never an outage"),
-    Setting("lb_agent_port", _number(0, 65535, integer=True), False,
+    Setting("lb_agent_port", values.number(0, 65535, integer=True), False,
             "TCP port of the load-balancer agent (HAProxy agent-check: weight 100% running, 1% paused, 0% "
             "when not ready), on ComfyUI's listen address; 0 = off"),
-    Setting("alert_held_s", _number(0, 7 * 86400), True,
+    Setting("alert_held_s", values.number(0, 7 * 86400), True,
             "warn when a prompt is held longer than this; 0 = never"),
-    Setting("event_log_max_bytes", _number(0, 1 << 30, integer=True), True,
+    Setting("event_log_max_bytes", values.number(0, 1 << 30, integer=True), True,
             "cap of the event log in ComfyUI's user directory, all its files together; 0 = no log"),
-    Setting("event_log_files", _number(1, 100, integer=True), True,
+    Setting("event_log_files", values.number(1, 100, integer=True), True,
             "files the event log rotates through (the oldest is dropped)"),
-    Setting("alert_pauses_per_day", _number(0, 1_000_000, integer=True), True,
+    Setting("alert_pauses_per_day", values.number(0, 1_000_000, integer=True), True,
             "webhook alert when more pauses than this started in the last 24 h; 0 = off"),
-    Setting("alert_hold_episode_s", _number(0, 7 * 86400), True,
+    Setting("alert_hold_episode_s", values.number(0, 7 * 86400), True,
             "webhook alert when prompts have been held longer than this without a break; 0 = off"),
-    Setting("alert_held_fraction", _number(0, 1), True,
+    Setting("alert_held_fraction", values.number(0, 1), True,
             "webhook alert when more prompts than this fraction of max_held are held; 0 = off"),
-    Setting("alert_rejected_burst", _number(0, 1_000_000, integer=True), True,
+    Setting("alert_rejected_burst", values.number(0, 1_000_000, integer=True), True,
             "webhook alert when this many 429 answers fall within alert_rejected_window_s; 0 = off"),
-    Setting("alert_rejected_window_s", _number(1, 86400), True, "window of the 429 burst alert"),
-    Setting("alert_cooldown_s", _number(0, 7 * 86400), True,
+    Setting("alert_rejected_window_s", values.number(1, 86400), True, "window of the 429 burst alert"),
+    Setting("alert_cooldown_s", values.number(0, 7 * 86400), True,
             "after an alert fired, the same rule stays quiet this long"),
     Setting("webhooks", webhook_settings.parse_targets, True,
             "alert targets: json (Standard Webhooks signed), dingtalk, feishu, slack",
             over_http=lambda value, from_text: webhook_settings.parse_targets(value, from_text, over_http=True),
             shown=webhook_settings.shown),
-    Setting("webhook_retries", _number(0, 20, integer=True), True,
+    Setting("webhook_retries", values.number(0, 20, integer=True), True,
             "retries of a failed webhook delivery (backoff 1 s, 2 s, 4 s ... 60 s) before a dead letter"),
-    Setting("webhook_timeout_s", _number(0.1, 60), True, "seconds one webhook attempt may take"),
-    Setting("oom_rescue", _boolean, True,
+    Setting("webhook_timeout_s", values.number(0.1, 60), True, "seconds one webhook attempt may take"),
+    Setting("oom_rescue", values.boolean, True,
             "a prompt that runs out of GPU memory is put back at the head of its lane and runs again once "
             "its learned peak is free, instead of ending as an error"),
-    Setting("oom_retries", _number(0, 20, integer=True), True,
+    Setting("oom_retries", values.number(0, 20, integer=True), True,
             "times one prompt is rescued from out-of-memory before it ends as an error"),
-    Setting("learned_peaks_max", _number(0, 100_000, integer=True), True,
+    Setting("learned_peaks_max", values.number(0, 100_000, integer=True), True,
             "workflows whose measured peak is remembered (least recently used out); 0 = learn nothing"),
-    Setting("alert_ooms_per_hour", _number(0, 1_000_000, integer=True), True,
+    Setting("alert_ooms_per_hour", values.number(0, 1_000_000, integer=True), True,
             "webhook alert when more prompts than this ran out of GPU memory in the last hour; 0 = off"),
     # start-up only: a writer of the config over HTTP must not widen where alerts (and secrets) may go
     Setting("webhook_allow_hosts", webhook_settings.parse_allow_hosts, False,
             "the only hosts webhook targets may use (empty = any, except link-local and metadata addresses, "
             "which must be listed here to be used); read at start-up only"),
-    Setting("persist", _boolean, False,
+    Setting("persist", values.boolean, False,
             "journal the queued and held prompts in ComfyUI's user directory and restore them at start"),
-    Setting("persist_running", _choice("rerun", "fail"), True,
+    Setting("persist_running", values.choice("rerun", "fail"), True,
             "at start, the prompt that was running when ComfyUI stopped: run it again (at-least-once) or "
             "record it in /history as failed by the restart; read at the next start"),
 )

@@ -2,7 +2,8 @@
 (gpu_guard.journal_store) so that a restart of ComfyUI, or a crash, does not drop them.
 
 `sync` is handed the whole pending set at every queue change (under the queue's mutex): it works
-out what changed against the ids it knows, with set operations. A new prompt is encoded right there,
+out what changed against the keys it knows (gpu_guard.journal_changes), and rows are encoded
+without their sensitive part (gpu_guard.journal_rows). A new prompt is encoded right there,
 at put time: the journal keeps what was submitted, never what a node writes into the prompt later
 (ComfyUI stores IS_CHANGED results, NaN included, in the prompt dict while it runs). Non-finite floats
 are written as NaN / Infinity and read back as such.
@@ -23,43 +24,23 @@ Nothing here imports ComfyUI; in memory it keeps prompt ids, and encoded rows on
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-from .journal_store import JournalStore, encode_item
+from .journal_changes import DELETE, INSERT, RUNNING, QueueKeys, compact
+from .journal_rows import decode_row, encode_row, stored
+from .journal_store import JournalStore
 
 log = logging.getLogger("gpu_guard.journal")
 
 FILE_NAME = "gpu_guard_journal.sqlite3"
-SENSITIVE_INDEX = 5  # ComfyUI's queue item: (number, prompt_id, prompt, extra_data, outputs, sensitive)
 RETRY_S = 1.0  # after a failed write, the writer tries the same changes again this much later
 # Encoded rows waiting for a failing disk beyond this are reported loudly (they are still kept: they are
 # the prompts queued now, which ComfyUI holds in memory anyway)
 BACKLOG_LIMIT_BYTES = 64 * 1024 * 1024
-# Every this many queue changes the whole pending set is compared (heals a change nobody announced)
-FULL_SYNC_EVERY = 64
-
-_INSERT, _DELETE, _RUNNING, _NOT_RUNNING = "insert", "delete", "running", "not running"
-
-
-@dataclass(frozen=True)
-class JournaledPrompt:
-    """One prompt read back from the journal. `item` is the queue item with an empty sensitive dict
-    in its place; `sensitive_keys` names the keys it had there (their values were never written)."""
-
-    prompt_id: str
-    number: float
-    running: bool
-    item: tuple
-    sensitive_keys: tuple
-
-    @property
-    def key(self) -> tuple:
-        return (_number(self.number), str(self.prompt_id))
 
 
 @dataclass
@@ -85,17 +66,12 @@ class Journal:
         self._on_state = on_state
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        # the journal's view, as handed to the writer: keys only. A key is (number, prompt id): a client
-        # may choose the prompt id, so two queued prompts can share one; ComfyUI's number tells them apart
-        self._ids: set = set()
-        self._running: set = set()
-        self._restoring: set = set()  # loaded and not yet put back: a queue change must not delete them
+        self._keys = QueueKeys()  # the journal's view of the queue, as handed to the writer: keys only
         self._changes: list = []  # (kind, key, row or None), waiting for the writer
         self._writing = 0  # changes the writer has taken and not yet committed
         self._handed = 0  # sequence number of the last change handed over
         self._committed = 0  # every change up to this sequence number is committed
         self._waiters: list = []  # (sequence number, callback(committed: bool))
-        self._fast_syncs = 0  # single-change syncs since the last whole comparison
         self._stop = False
         self._thread: Optional[threading.Thread] = None
         self.write_errors = 0
@@ -126,7 +102,7 @@ class Journal:
     def pending_count(self) -> int:
         """Prompts the journal holds (queued, held, running, or loaded and not yet put back)."""
         with self._lock:
-            return len(self._ids)
+            return len(self._keys.ids)
 
     @property
     def unwritten(self) -> int:
@@ -141,13 +117,12 @@ class Journal:
         prompts, dropped = [], []
         for row in self._store.open():
             try:
-                prompts.append(_decode(row))
+                prompts.append(decode_row(row))
             except (ValueError, TypeError, IndexError, KeyError) as error:
                 dropped.append(((row.number, row.prompt_id), f"its journal row cannot be read ({error})"))
         with self._lock:
-            self._ids = {p.key for p in prompts} | {key for key, _ in dropped}
-            self._restoring = set(self._ids)
-            self._running = {p.key for p in prompts if p.running}
+            self._keys.load([p.key for p in prompts] + [key for key, _ in dropped],
+                            [p.key for p in prompts if p.running])
         if self.active:
             self._thread = threading.Thread(target=self._write_loop, name="gpu-guard-journal", daemon=True)
             self._thread.start()
@@ -161,110 +136,25 @@ class Journal:
         the queue's mutex: it works out the change and encodes new items; the writer thread writes."""
         if not self._store.active:
             return
-        running_items = list(running)
-        running_ids = {_key(item) for item in running_items}
         with self._lock:
-            if not self._restoring and self._fast_syncs < FULL_SYNC_EVERY:
-                self._fast_syncs += 1
-                if self._one_change(pending, running_ids, running_items):
-                    return
-            self._fast_syncs = 0
-            self._full_sync({_key(item) for item in pending}, pending, running_ids, running_items)
+            self._hand_over(self._keys.changes(pending, list(running)))
 
-    def _add(self, kind, key, item=None) -> None:
-        """Hand one change to the writer (under the lock); an insert is encoded now, at put time."""
-        row = self._encode(key[1], item) if kind == _INSERT else None
-        if kind == _INSERT and row is None:
-            return  # cannot be encoded: logged, counted, never written
-        self._changes.append((kind, key, row))
-        self._handed += 1
-
-    def _one_change(self, heap, running_ids, running_items) -> bool:
-        """ComfyUI calls queue_updated after every single change, so between two calls the pending
-        set changed by one put, pop, task_done, or not at all. Recognise those from the sizes without
-        reading the whole heap (a put is found on the path its sift took: O(log n)). False: anything
-        else (a delete, a clear, a change no call announced): the caller compares the whole set."""
-        ids, known_running = self._ids, self._running
-        known_pending = len(ids) - len(known_running)
-        queued = len(heap)
-        if running_ids == known_running:
-            if queued == known_pending:
-                return True  # nothing changed
-            if queued != known_pending + 1:
-                return False
-            index = queued - 1  # heappush appends, then moves the item up towards the root
-            while True:
-                item = heap[index]
-                key = _key(item)
-                if key not in ids:
-                    self._add(_INSERT, key, item)
-                    ids.add(key)
-                    self._changed.notify()
-                    return True
-                if index == 0:
-                    return False
-                index = (index - 1) // 2
-        if len(running_ids) == len(known_running) + 1 and queued == known_pending - 1 \
-                and known_running <= running_ids:
-            (started,) = running_ids - known_running
-            if started not in ids:
-                return False
-            known_running.add(started)  # a pop: ComfyUI's get moved it to currently_running
-            self._add(_RUNNING, started)
+    def _hand_over(self, changes: list) -> None:
+        """Hand changes to the writer (under the lock); an insert is encoded now, at put time."""
+        for kind, key, item in changes:
+            row = self._encode(key[1], item) if kind == INSERT else None
+            if kind == INSERT and row is None:
+                continue  # cannot be encoded: logged, counted, never written
+            self._changes.append((kind, key, row))
+            self._handed += 1
+        if changes:
             self._changed.notify()
-            return True
-        if len(running_ids) == len(known_running) - 1 and queued == known_pending and running_ids <= known_running:
-            (done,) = known_running - running_ids
-            known_running.discard(done)  # task_done: it left the queue for /history
-            ids.discard(done)
-            self._add(_DELETE, done)
-            self._changed.notify()
-            return True
-        return False
-
-    def _full_sync(self, pending_ids, pending, running_ids, running_items) -> None:
-        """Compare the whole pending set with the ids the journal knows (set operations)."""
-        ids = self._ids
-        present = pending_ids | running_ids if running_ids else pending_ids
-        new = present - ids
-        gone = ids - present - self._restoring
-        to_running = running_ids - self._running
-        waiting = self._restoring - present
-        to_pending = self._running - running_ids - gone - waiting
-        back = self._restoring & present
-        if not (new or gone or to_running or to_pending or back):
-            return
-        if new:
-            for item in _items_of(new, pending, running_items):
-                self._add(_INSERT, _key(item), item)
-            ids |= new
-        for key in to_running:
-            self._add(_RUNNING, key)
-        # back in the queue from running (the OOM rescue puts a prompt back): written again as it is
-        # now, since its extra data carries the rescue
-        for item in _items_of(to_pending, pending, ()) if to_pending else ():
-            self._add(_INSERT, _key(item), item)
-        for key in to_pending:
-            self._add(_NOT_RUNNING, key)
-        for key in gone:
-            self._add(_DELETE, key)
-        self._running = (self._running | to_running) - to_pending - gone
-        ids -= gone
-        self._restoring -= back
-        self._changed.notify()
 
     def forget(self, keys: Iterable) -> None:
         """Delete rows loaded by `open` that will not be put back (failed validation, unreadable);
         `keys`: JournaledPrompt.key, or the keys of LoadResult.dropped."""
         with self._lock:
-            gone = [key for key in keys if key in self._restoring]
-            for key in gone:
-                self._restoring.discard(key)
-                self._ids.discard(key)
-                self._running.discard(key)
-                self._add(_DELETE, key)
-            if gone:
-                self._changed.notify()
+            self._hand_over(self._keys.forget(keys))
 
     def sequence(self) -> tuple:
         """(handed, committed): the sequence number of the last change handed over, and the one up to
@@ -320,7 +210,7 @@ class Journal:
                 batch_end = self._handed
             try:
                 ok = self._write(batch)
-                if ok and any(kind == _DELETE for kind, _key_, _row in batch):
+                if ok and any(kind == DELETE for kind, _key_, _row in batch):
                     self._reclaim_if_empty()  # before flush() returns: the file is small again by then
             except Exception:  # noqa: BLE001 - the writer must outlive any bug
                 log.exception("VRAM guard journal: writing failed unexpectedly")
@@ -334,7 +224,7 @@ class Journal:
                 else:
                     # the same changes again, in order, compacted to the current set: memory follows
                     # the live queue however long the disk stays full
-                    self._changes = _compact(batch + self._changes)
+                    self._changes = compact(batch + self._changes)
                     done, self._waiters = [cb for _seq, cb in self._waiters], []
                     self._measure_backlog()
                 self._changed.notify_all()
@@ -349,7 +239,7 @@ class Journal:
     def _reclaim_if_empty(self) -> None:
         """On the writer thread, after a commit that deleted rows: shrink the file once it is empty."""
         with self._lock:
-            if self._ids or self._restoring or self._changes:
+            if self._keys.ids or self._keys.restoring or self._changes:
                 return
         try:
             if self._store.reclaim():
@@ -375,23 +265,32 @@ class Journal:
             except Exception:  # noqa: BLE001 - a listener must not stop the writer
                 log.exception("VRAM guard journal: the state listener failed")
 
+    def _encode(self, prompt_id, item):
+        try:
+            return encode_row(prompt_id, item, self.sensitive_keys)
+        except (TypeError, ValueError) as error:
+            self.unencodable += 1
+            log.error("VRAM guard journal: prompt %s cannot be journaled (%s); it is lost if ComfyUI stops "
+                      "before it runs", prompt_id, error)
+            return None
+
     def _write(self, batch) -> bool:
         final: dict = {}  # key -> [row or None, deleted, running or None]
         for kind, key, row in batch:
             entry = final.setdefault(key, [None, False, None])
-            if kind == _INSERT:
+            if kind == INSERT:
                 entry[0], entry[1] = row, False
-            elif kind == _DELETE:
+            elif kind == DELETE:
                 entry[0], entry[1], entry[2] = None, True, False
             else:
-                entry[2] = kind == _RUNNING
+                entry[2] = kind == RUNNING
         inserts = [entry[0] for entry in final.values() if entry[0] is not None]
         try:
             self._store.write(
                 inserts,
-                running=[_stored(key) for key, entry in final.items() if entry[2] and not entry[1]],
-                not_running=[_stored(key) for key, entry in final.items() if entry[2] is False and not entry[1]],
-                deletes=[_stored(key) for key, entry in final.items() if entry[1]])
+                running=[stored(key) for key, entry in final.items() if entry[2] and not entry[1]],
+                not_running=[stored(key) for key, entry in final.items() if entry[2] is False and not entry[1]],
+                deletes=[stored(key) for key, entry in final.items() if entry[1]])
         except Exception as error:  # noqa: BLE001 - sqlite3.Error, or the file went away
             self.write_errors += 1
             if self._write_problem is None:
@@ -407,40 +306,6 @@ class Journal:
             self._state("journal_recovered", {})
         return True
 
-    def _encode(self, prompt_id, item):
-        sensitive = item[SENSITIVE_INDEX] if len(item) > SENSITIVE_INDEX else None
-        kept = list(item[:SENSITIVE_INDEX]) + list(item[SENSITIVE_INDEX + 1:])
-        keys = set(sensitive) if isinstance(sensitive, dict) else set()
-        if len(kept) > 3 and isinstance(kept[3], dict) and self.sensitive_keys & kept[3].keys():
-            keys |= self.sensitive_keys & kept[3].keys()
-            kept[3] = {k: v for k, v in kept[3].items() if k not in self.sensitive_keys}
-        for attempt in (1, 2):
-            try:
-                item_json = encode_item(kept, len(item) > SENSITIVE_INDEX)
-                break
-            except RuntimeError:  # a dict changed while it was read (another pack's thread): once more
-                if attempt == 2:
-                    raise
-            except (TypeError, ValueError) as error:
-                self.unencodable += 1
-                log.error("VRAM guard journal: prompt %s cannot be journaled (%s); it is lost if ComfyUI stops "
-                          "before it runs", prompt_id, error)
-                return None
-        return (str(prompt_id), _number(item[0]), item_json, json.dumps(sorted(keys)) if keys else "[]")
-
-
-def _number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
-def _key(item) -> tuple:
-    """(number, prompt id): ComfyUI's own order of the heap, and unique even when ids repeat."""
-    return (_number(item[0]), str(item[1]))
-
-
-def _stored(key) -> tuple:
-    """A key as the store takes it: (prompt id, number)."""
-    return (key[1], key[0])
 
 
 def _call(callback, committed: bool) -> None:
@@ -450,49 +315,3 @@ def _call(callback, committed: bool) -> None:
         log.exception("VRAM guard journal: a commit callback failed")
 
 
-def _compact(changes: list) -> list:
-    """The same effect in fewer changes, per key: the last delete of a committed row, the last
-    insert, the last running mark (in that order). An insert that a later delete undoes before either
-    was written leaves nothing."""
-    final: dict = {}  # key -> [delete or None, insert or None, running mark or None]
-    for change in changes:
-        kind, key, _row = change
-        entry = final.setdefault(key, [None, None, None])
-        if kind == _INSERT:
-            entry[1], entry[2] = change, None
-        elif kind == _DELETE:
-            if entry[1] is None:
-                entry[0] = change  # the row is on disk: it must be deleted there
-            entry[1] = entry[2] = None
-        else:
-            entry[2] = change
-    return [change for entry in final.values() for change in entry if change is not None]
-
-
-def _items_of(wanted: set, pending, running_items) -> list:
-    """The items of these ids. From the end of the heap, stopping once all are found: a put appends
-    to the heap and ComfyUI's numbers grow, so a new prompt is almost always among the last items."""
-    found, left = [], set(wanted)
-    for item in running_items:
-        if _key(item) in left:
-            found.append(item)
-            left.discard(_key(item))
-    for item in reversed(pending):
-        if not left:
-            break
-        if _key(item) in left:
-            found.append(item)
-            left.discard(_key(item))
-    return found
-
-
-def _decode(row) -> JournaledPrompt:
-    data = json.loads(row.item_json)
-    kept = data["item"]
-    if not isinstance(kept, list) or len(kept) < 5:
-        raise ValueError("the item is not a queue item")
-    item = tuple(kept[:SENSITIVE_INDEX]) + (({},) if data.get("had_sensitive") else ()) + tuple(kept[SENSITIVE_INDEX:])
-    if str(item[1]) != row.prompt_id:
-        raise ValueError(f"the item holds prompt id {item[1]!r}")
-    return JournaledPrompt(prompt_id=item[1], number=item[0], running=bool(row.running), item=item,
-                           sensitive_keys=tuple(json.loads(row.keys_json)))
