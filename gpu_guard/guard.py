@@ -16,7 +16,6 @@ import time
 from typing import Callable, Mapping, Optional
 
 from . import config as config_module
-from . import learned_peaks
 from .config import GuardConfig
 from .episodes import HoldEpisode
 from .event_stream import EventStream
@@ -30,7 +29,7 @@ from .monitor import PAUSED, Monitor, Transition
 from .operator_hold import OperatorHold
 from .poll_thread import PollThread
 from .priority import NORMAL, Lanes
-from .pending import NOTHING_PENDING, Pending
+from .pending import NOTHING_PENDING, EntryList, Pending
 from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, RUN_NORMAL, Admission, PassResult,
                      Policy, QueueEntry, Verdict)
 from .probes import Reading, make_probe
@@ -226,18 +225,27 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
     # -- the queue hook --------------------------------------------------------------------------------
 
     def decide(self, entry: QueueEntry) -> Verdict:
-        """Decide for one entry on its own (tests, simple callers). The queue hook uses decide_pass."""
-        # outside the lock: estimators are third-party code; the learned peak comes first
-        estimate, source = learned_peaks.need_of(entry.prompt)
+        """The verdict for `entry` from one worker pass (decide_pass, the queue hook's one path) with
+        `entry` at the head of the queue and the prompts noted pending behind it; for tests and simple
+        callers. A prompt the pass runs or fails leaves the pending set, as ComfyUI's pop would take it."""
         with self._lock:
-            now = self._monotonic()
-            verdict, left, joined = self._policy.decide(
-                entry, now, self._gate_closed(), self._monitor.reading, by_pressure=self._by_pressure(),
-                estimate=estimate, need_source=source)
-            self._count_verdict(entry.prompt_id, verdict)
-            self._held_changed(left=[left] if left else [], joined=[joined] if joined else [])
-        self._deliver()
-        return verdict
+            pending = self._pending
+            others = [e for e in pending.entries(set(pending.ids())) if e.prompt_id != entry.prompt_id]
+            view = EntryList([entry, *others])
+            self._pending, self._pending_dirty = view, True
+            self._sync_held()
+        self.estimate_held()  # outside the lock, as the poll thread does for newly held prompts
+        result = self.decide_pass(entry, lambda: view)
+        gone = {prompt_id for prompt_id, _ in result.fails} | ({result.run} if result.run else set())
+        if gone:
+            self.note_pending([e for e in (entry, *others) if e.prompt_id not in gone])
+        if result.run == entry.prompt_id:
+            return result.verdict
+        failed = next((verdict for prompt_id, verdict in result.fails if prompt_id == entry.prompt_id), None)
+        if failed is not None:
+            return failed
+        held = self._policy.held.get(entry.prompt_id)
+        return Verdict(HOLD, estimated_bytes=held.estimated_bytes if held else None)
 
     def decide_pass(self, first: QueueEntry, pending: Callable[[], Pending]) -> PassResult:
         """One decision pass of the worker, against one reading of the gate: with the gate open the

@@ -173,25 +173,6 @@ class Policy:
 
     # -- decisions -----------------------------------------------------------------------------------
 
-    def decide(self, entry: QueueEntry, now: float, gate_closed: bool, reading: Optional[Reading],
-               by_pressure: bool, estimate: Optional[int] = None, need_source: Optional[str] = None) -> tuple:
-        """One entry on its own (`estimate`: its cost, made outside the lock): (Verdict, HeldPrompt that
-        left the held set or None, HeldPrompt that joined or None)."""
-        if not gate_closed:
-            return RUN_NORMAL, None, None
-        joined = None
-        held = self.held.get(entry.prompt_id)
-        if held is None:
-            held = joined = _held_from(entry, now)
-            self._add(held)
-        self.set_estimate(held.prompt_id, estimate, need_source)
-        failed = self._timed_out(held, now)
-        if failed is not None:
-            return failed, self._remove(held.prompt_id), joined
-        if by_pressure and self._may_overtake(held, now) and self._fits(held, reading):
-            return self._run_fast(held, reading), held, joined
-        return Verdict(HOLD, estimated_bytes=held.estimated_bytes), None, joined
-
     def closed_pass(self, now: float, reading: Optional[Reading], by_pressure: bool) -> tuple:
         """A decision pass over the whole held set while the gate is closed (sync it first).
         Returns (PassResult, left) where left are the HeldPrompts that leave the held set."""
