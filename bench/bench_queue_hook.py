@@ -5,7 +5,8 @@ Imports `execution.PromptQueue` from the ComfyUI the tests use (0.3.75, CPU), th
    decision, the pop through ComfyUI's `get`), with the guard running, 1 / 10 / 100 pending, on the
    file probe and on the simulated GPU (sim:PATH);
 2. hold round: the guarded `get(timeout=0)` while paused (decide every held prompt, return None);
-3. put: ComfyUI's `put` vs. `put` with the `queue_updated` tap (the held-set bookkeeping).
+3. put: ComfyUI's `put` vs. `put` with the `queue_updated` tap (the held-set bookkeeping);
+4. the decision alone: `Guard.decide_pass` with its fresh probe reading, without the hook around it.
 Each case: the same queue depth before every call, best of five batches. Target: < 50 us per dispatch.
 
 Run from the repo root: python bench/bench_queue_hook.py   (imports torch and ComfyUI: ~10-40 s)
@@ -23,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from gpu_guard import Guard  # noqa: E402
+from gpu_guard.comfy import queue_ops  # noqa: E402
 from gpu_guard.comfy.queue_hook import QueueHook  # noqa: E402
 from tests.harness.comfyui_install import ensure_comfyui  # noqa: E402
 
@@ -104,6 +106,14 @@ def main() -> int:
             with_hook = best_us(refilled_get(guarded, guarded.get), rounds)
             rows.append((f"dispatch, running, {pending} pending, {kind}", base, with_hook))
 
+        # the decision alone (Guard.decide_pass with its fresh probe reading), without the hook around it
+        decisions = []
+        for kind in ("file", "sim"):
+            guard = guard_at(0.5, kind)
+            first = queue_ops.entry_of(item(0))
+            decisions.append((f"decide_pass, running, {kind}",
+                              best_us(lambda: guard.decide_pass(first, None), 5000)))
+
         for held in (10, 100):
             queue = PromptQueue(QuietServer())
             for n in range(held):
@@ -136,6 +146,8 @@ def main() -> int:
             print(f"{label:44} {'-':>14} {hooked:11.1f} us {'':>10} {'':>7}")
         else:
             print(f"{label:44} {base:11.1f} us {hooked:11.1f} us {hooked - base:7.1f} us {hooked / base:6.1f}x")
+    for label, cost in decisions:
+        print(f"{label:44} {'-':>14} {cost:11.1f} us   (the decision and its fresh reading, no hook)")
     worst = max(h - b for _l, b, h in rows if b is not None and _l.startswith("dispatch"))
     print(f"largest time added per dispatch: {worst:.1f} us (target < 50 us): {'PASS' if worst < 50 else 'FAIL'}")
     return 0
