@@ -91,11 +91,15 @@ def test_an_idle_neighbour_releases_for_a_holding_guard_and_a_killed_one_is_not_
     model = wait_until(lambda: model_only(a), timeout=40, what="A to hold its model and no cache")
     assert 150e6 < model < 300e6
     total = model * 4
+    written_at = time.time()
     write_device(device, total, 0.90 * total - model)  # B: 0.90 with A's model, 0.65 without it
     wait_until(lambda: status(b)["state"] == "paused", timeout=30, what="B to pause on A's idle model")
     seen_by_b = wait_until(lambda: status(b)["neighbours"]["neighbours"], timeout=10, what="B to see A")
     assert [(n["pid"], n["idle_models_bytes"], n["busy"]) for n in seen_by_b] == [(a.pid, model, False)]
-    a_status = status(a)
+    # A's status shows its poll thread's last reading: wait for one taken after the write (B pausing says
+    # nothing about when A polled; on a loaded host A read the old file in CI)
+    a_status = wait_until(lambda: (lambda s: s if s["reading"]["at"] >= written_at else None)(status(a)),
+                          timeout=10, what="A to read the device after the write")
     assert a_status["state"] == "running" and a_status["reading"]["ratio"] == pytest.approx(0.65, abs=0.01)
     assert a_status["neighbours"]["releases_done"] == 0
 
