@@ -307,11 +307,8 @@ class Journal:
         return True
 
 
-
 def _call(callback, committed: bool) -> None:
     try:
         callback(committed)
     except Exception:  # noqa: BLE001 - a waiter's bug must not stop the writer
         log.exception("VRAM guard journal: a commit callback failed")
-
-
