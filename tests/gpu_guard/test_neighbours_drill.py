@@ -89,12 +89,18 @@ def test_an_idle_neighbour_releases_for_a_holding_guard_and_a_killed_one_is_not_
     run_person(a, "neighbour_a")
     run_person(a, "neighbour_a")
     model = wait_until(lambda: model_only(a), timeout=40, what="A to hold its model and no cache")
+    model_at = time.time()
     assert 150e6 < model < 300e6
     total = model * 4
     written_at = time.time()
     write_device(device, total, 0.90 * total - model)  # B: 0.90 with A's model, 0.65 without it
     wait_until(lambda: status(b)["state"] == "paused", timeout=30, what="B to pause on A's idle model")
-    seen_by_b = wait_until(lambda: status(b)["neighbours"]["neighbours"], timeout=10, what="B to see A")
+    # A publishes its claim every half second: wait for one published after A held its model alone
+    # (ComfyUI empties the cache right after the prompt, which can be before A's next publish)
+    # (`asked_at` is taken before the request, so asked_at - age_s is no later than the claim's time)
+    seen_by_b = wait_until(lambda: (lambda asked_at, seen: seen if seen and asked_at - seen[0]["age_s"] >= model_at
+                                    else None)(time.time(), status(b)["neighbours"]["neighbours"]),
+                           timeout=10, what="B to see A's claim from after its prompts")
     assert [(n["pid"], n["idle_models_bytes"], n["busy"]) for n in seen_by_b] == [(a.pid, model, False)]
     # A's status shows its poll thread's last reading: wait for one taken after the write (B pausing says
     # nothing about when A polled; on a loaded host A read the old file in CI)
@@ -125,7 +131,8 @@ def test_an_idle_neighbour_releases_for_a_holding_guard_and_a_killed_one_is_not_
     wait_until(lambda: status(b)["state"] == "paused", timeout=30, what="B to pause again")
     second = b.post_prompt(tiny_workflow(color=2))
     wait_until(lambda: status(b)["held"], timeout=10, what="B to hold its second prompt")
-    assert status(b)["neighbours"]["neighbours"][0]["busy"] is True
+    wait_until(lambda: status(b)["neighbours"]["neighbours"][0]["busy"] is True, timeout=10,
+               what="B to see A busy (A publishes every half second)")
 
     os.kill(a.pid, signal.SIGKILL)
     killed_at = time.monotonic()
