@@ -29,7 +29,7 @@ from .monitor import PAUSED, Monitor, Transition
 from .operator_hold import OperatorHold
 from .poll_thread import PollThread
 from .priority import NORMAL, Lanes
-from .pending import NOTHING_PENDING, EntryList, Pending
+from .pending import EntryList, NotedQueue, Pending, QueueSource
 from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, RUN_NORMAL, Admission, PassResult,
                      Policy, QueueEntry, Verdict)
 from .probes import Reading, make_probe
@@ -77,8 +77,10 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         self._readings = Readings(probe, lambda: self._worker.busy)
         self._reclaim_at: Optional[float] = None  # monotonic time of this episode's last reclaim
         self._ran_since_reclaim = False
-        self._pending: Pending = NOTHING_PENDING  # the adapter's last view of the queue
-        self._pending_dirty = False  # the held set has not seen the last view yet
+        # The queue the held set derives from, viewed under the queue's own lock (taken before ours):
+        # ComfyUI's heap once the adapter attaches it, else what note_pending last said.
+        self._queue = NotedQueue()
+        self._held_stale = False  # the queue changed while paused and the held set has not looked yet
         self._episode = HoldEpisode()
         self._held_event_at = float("-inf")
         self._held_event_due = False
@@ -112,6 +114,11 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         processes' idle models), asked at each reading taken while the worker is idle and subtracted
         from the pressure; shown as reclaimable.<kind>_bytes. None removes the source."""
         self._readings.set_reclaimable_source(kind, source)
+
+    def attach_queue(self, lock=None, view: Optional[Callable[[], Pending]] = None) -> None:
+        """Derive the held set from the adapter's queue (gpu_guard.pending.QueueSource); no arguments:
+        detach it, back to what note_pending says."""
+        self._queue = NotedQueue() if lock is None else QueueSource(lock, view)
 
     @property
     def probe(self):
@@ -156,7 +163,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         if self._probe is None:
             return
         taken = self._readings.take()
-        with self._lock:
+        with self._queue.lock, self._lock:  # a reading that closes the gate holds the queued prompts
             self._observe(*taken)
         self._deliver()
 
@@ -170,7 +177,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         was_closed = self._gate_closed()
         was_failing = self._monitor.sensor_failing
         if decision and error is None and not was_failing:
-            transition = self._monitor.observe(reading)
+            transition = self._monitor.observe(reading, record=False)
             if transition is None:
                 return
             self.metrics.observe_reading(reading)
@@ -228,12 +235,12 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         """The verdict for `entry` from one worker pass (decide_pass, the queue hook's one path) with
         `entry` at the head of the queue and the prompts noted pending behind it; for tests and simple
         callers. A prompt the pass runs or fails leaves the pending set, as ComfyUI's pop would take it."""
-        with self._lock:
-            pending = self._pending
+        with self._queue.lock, self._lock:
+            pending = self._queue.view()
             others = [e for e in pending.entries(set(pending.ids())) if e.prompt_id != entry.prompt_id]
             view = EntryList([entry, *others])
-            self._pending, self._pending_dirty = view, True
-            self._sync_held()
+            self._held_stale = True
+            self._sync_held(lambda: view)
         self.estimate_held()  # outside the lock, as the poll thread does for newly held prompts
         result = self.decide_pass(entry, lambda: view)
         gone = {prompt_id for prompt_id, _ in result.fails} | ({result.run} if result.run else set())
@@ -266,8 +273,8 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
                     if aged is not None:
                         return PassResult(aged.prompt_id, RUN_NORMAL)
                 return PassResult(first.prompt_id, RUN_NORMAL)
-            self._pending, self._pending_dirty = pending(), True
-            self._sync_held()
+            self._held_stale = True
+            self._sync_held(pending)
             result, left = self._policy.closed_pass(self._monotonic(), self._monitor.reading,
                                                     by_pressure=self._by_pressure())
             for prompt_id, verdict in result.fails:
@@ -300,7 +307,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
     def should_request_free(self) -> bool:
         """True when the adapter, with nothing running, should ask ComfyUI to release its idle models:
         once per hold episode, and again after a prompt ran during it (at most every RECLAIM_REARM_S)."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             if not self.config.free_on_hold or not self._gate_closed() or self._monitor.sensor_failing:
                 return False
             now = self._monotonic()
@@ -404,7 +411,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
             self._held_changed(left=self._policy.release_all(), joined=[], urgent=True)
         elif not was_closed and self._gate_closed():
             # the prompts already waiting are held from now on, before the worker looks again
-            self._pending_dirty = True
+            self._held_stale = True
             self._sync_held(urgent=True)
         if was_closed != self._gate_closed():
             self._events.append(("gpu_guard.status", None))

@@ -1,11 +1,11 @@
-"""The held set: the prompts the guard holds, kept in step with the adapter's view of ComfyUI's queue,
-their cost estimates (made outside every lock) and the rate-limited "gpu_guard.held" event."""
+"""The held set: while paused, the prompts queued in ComfyUI's heap, derived from it under the queue's
+own lock (first-seen times and estimates are all the guard keeps), their cost estimates (made outside
+every lock) and the rate-limited "gpu_guard.held" event."""
 from __future__ import annotations
 
 from typing import Sequence
 
 from . import learned_peaks
-from .pending import as_pending
 from .policy import HeldPrompt
 
 # "gpu_guard.held" goes out at most this often; the last state wins (a burst of puts is one event).
@@ -16,18 +16,28 @@ class HeldSet:
     """A part of Guard (gpu_guard.guard): it runs on the guard's state and under its lock."""
 
     def note_pending(self, pending) -> None:
-        """Tell the guard the pending prompts (a gpu_guard.pending view or a list of QueueEntry) at
-        every queue change, so it can track the held set, positions and waited times. While paused the
-        held set follows at once when the "gpu_guard.held" rate limit (HELD_EVENT_INTERVAL_S) allows,
-        else at the next decision pass, poll, status read or flush: a burst of puts costs a stored view
-        per put, not a sync (and never a sort)."""
+        """For a guard with no queue attached (tests, simple callers): the pending prompts are now
+        `pending` (a gpu_guard.pending view or a list of QueueEntry)."""
+        if not hasattr(self._queue, "note"):
+            raise TypeError("note_pending is for a guard without an attached queue; this guard derives "
+                            "its held set from the queue given to attach_queue")
+        with self._queue.lock:
+            self._queue.note(pending)
+            self.queue_changed()
+
+    def queue_changed(self) -> None:
+        """The queue changed (a put, pop, delete or clear); the caller holds the queue's lock. Running,
+        nothing is held and nothing is kept. While paused the held set follows at once when the
+        "gpu_guard.held" rate limit (HELD_EVENT_INTERVAL_S) allows, else at the next decision pass,
+        poll, status read or flush: a burst of puts costs a flag per put, not a sync (and never a sort)."""
         with self._lock:
-            self._pending, self._pending_dirty = as_pending(pending), True
-            if self._gate_closed():
-                if self._monotonic() - self._held_event_at >= HELD_EVENT_INTERVAL_S:
-                    self._sync_held()
-                else:
-                    self._held_event_due = True
+            if not self._gate_closed():
+                return
+            self._held_stale = True
+            if self._monotonic() - self._held_event_at >= HELD_EVENT_INTERVAL_S:
+                self._sync_held()
+            else:
+                self._held_event_due = True
         self._deliver()
 
     def estimate_held(self) -> int:
@@ -50,17 +60,18 @@ class HeldSet:
         """Send a "gpu_guard.held" event that was held back by the rate limit, once it is due."""
         if not self._held_event_due:
             return
-        with self._lock:
+        with self._queue.lock, self._lock:
             self._sync_held()
             self._emit_held_if_due(self._monotonic())
         self._deliver()
 
-    def _sync_held(self, urgent: bool = False) -> None:
-        """Bring the held set up to the adapter's last view of the queue (gate closed only)."""
-        if not self._pending_dirty or not self._gate_closed():
+    def _sync_held(self, view=None, urgent: bool = False) -> None:
+        """Bring the held set up to the queue (gate closed only); the queue's lock is held. `view`: the
+        caller's view of the queue, else the attached queue's."""
+        if not self._held_stale or not self._gate_closed():
             return
-        self._pending_dirty = False
-        pending = self._pending
+        self._held_stale = False
+        pending = (view or self._queue.view)()
         changed, left, joined = self._policy.sync(pending.ids(), pending.entries, self._monotonic())
         self._held_changed(left, joined, changed, urgent=urgent)
 

@@ -60,7 +60,7 @@ class Notifications:
         in that order for the one delivery thread."""
         if not self._events:  # unlocked peek: events are appended by the thread that publishes them
             return
-        with self._lock:
+        with self._queue.lock, self._lock:
             events, self._events = self._events, []
             seen = set()
             for name, payload in events:

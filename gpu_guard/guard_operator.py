@@ -18,7 +18,7 @@ class OperatorActions:
 
     def operator_pause(self, by: str, reason: str = "") -> dict:
         """Hold every prompt as a memory pause does, until operator_resume; returns the pause record."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             was_closed = self._gate_closed()
             if self._operator.pause(by, reason, self._wall()):
                 log.warning("VRAM guard paused by the operator (%s)%s", by, f": {reason}" if reason else "")
@@ -33,7 +33,7 @@ class OperatorActions:
 
     def operator_resume(self, by: str) -> Optional[dict]:
         """End an operator pause (the memory state still applies); returns the ended record or None."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             was_closed = self._gate_closed()
             ended = self._operator.resume()
             if ended is not None:
@@ -49,7 +49,7 @@ class OperatorActions:
     def drain(self, by: str, reason: str = "") -> dict:
         """Refuse new prompts (429, readiness 503) and let the queued ones finish; returns the drain
         record with "left"."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             if self._operator.drain(by, reason, self._wall()):
                 log.warning("VRAM guard draining (%s): %d prompts left", by, self._drain_left())
                 self.metrics.draining.set(1)
@@ -61,7 +61,7 @@ class OperatorActions:
         return record
 
     def cancel_drain(self, by: str) -> Optional[dict]:
-        with self._lock:
+        with self._queue.lock, self._lock:
             ended = self._operator.cancel_drain()
             if ended is not None:
                 log.warning("VRAM guard drain cancelled (%s)", by)
@@ -74,11 +74,11 @@ class OperatorActions:
 
     def drain_left(self) -> Optional[int]:
         """Prompts left (queued + running) while draining, else None."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             return self._drain_left() if self._operator.draining is not None else None
 
     def _drain_left(self) -> int:
-        return len(self._pending) + (1 if self._worker.busy else 0)
+        return len(self._queue.view()) + (1 if self._worker.busy else 0)
 
     def _drain_refusal(self) -> Admission:
         d = self._operator.draining
@@ -88,7 +88,7 @@ class OperatorActions:
 
     def note_unguarded(self, error: str) -> None:
         """The queue hook failed and ComfyUI's own get dispatched a prompt without the guard."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             state = self._unguarded
             if not state["active"]:
                 state.update(active=True, since=self._wall())
@@ -111,7 +111,7 @@ class OperatorActions:
     def clear_unguarded(self, by: Optional[str]) -> Optional[dict]:
         """End the "unguarded" state (an operator who has seen it, or `by` None: healthy for a while);
         returns the ended record or None."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             if not self._unguarded["active"]:
                 return None
             ended = dict(self._unguarded)

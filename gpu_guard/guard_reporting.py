@@ -16,7 +16,7 @@ class Reporting:
 
     def status(self) -> dict:
         """The status object of the HTTP contract (docs/ARCHITECTURE.md)."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             self._sync_held()
             m = self._monitor
             now = self._monotonic()
@@ -30,7 +30,7 @@ class Reporting:
                 "reading": m.reading.as_dict() if m.reading else None,
                 "thresholds": {"pause_at": self.config.pause_at, "resume_at": self.config.resume_at},
                 "held": self._policy.held_list(now),
-                "pending": len(self._pending),
+                "pending": len(self._queue.view()),
                 "hold_episode": self._episode.as_dict(now),
                 "unguarded": dict(self._unguarded),
                 "transitions": [t.as_dict() for t in m.transitions],
@@ -47,7 +47,7 @@ class Reporting:
         """(ok, reason): False while the server cannot take a prompt: draining, paused with the hold
         queue full, or failing closed. A pause that can still hold is ready unless ready_strict is set
         (docs/scale_out.md: readiness that sheds load without outages)."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             if self._operator.draining is not None:
                 return False, f"draining: {self._drain_left()} prompts left; new prompts are refused"
             state = self.state
@@ -87,10 +87,10 @@ class Reporting:
 
     def metrics_text(self) -> tuple:
         """(body bytes, content type) in Prometheus text format from the guard's own registry."""
-        with self._lock:
+        with self._queue.lock, self._lock:
             self._sync_held()
             self.metrics.held.set(len(self._policy.held))
-            self.metrics.pending.set(len(self._pending))
+            self.metrics.pending.set(len(self._queue.view()))
             held = self._policy.held_by_class()
             for name in [*self.lanes.names(), None]:
                 self.metrics.class_held.labels(name or NORMAL).set(held.get(name, 0))

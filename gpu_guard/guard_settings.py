@@ -25,7 +25,7 @@ class Settings:
         """Validate and apply a partial update; persist it to the config file. Returns (config_view, errors);
         with errors nothing is applied. Blocks on the file write: call it off the event loop."""
         with self._config_updates:
-            with self._lock:
+            with self._queue.lock, self._lock:
                 new, errors = config_module.validate_update(self.config, partial, self.pinned)
                 if errors:
                     return self.config_view(), errors
@@ -41,7 +41,7 @@ class Settings:
         return self.config_view(), []
 
     def _apply_config(self, new: GuardConfig, partial: Mapping[str, Any]) -> None:
-        with self._lock:
+        with self._queue.lock, self._lock:
             was_closed = self._gate_closed()
             self.config = self._policy.config = new
             self.lanes.update(new.priority_classes)

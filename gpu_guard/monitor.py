@@ -74,13 +74,15 @@ class Monitor:
     def failing_closed(self) -> bool:
         return self.sensor_failing and self.sensor_policy == "closed"
 
-    def observe(self, reading: Reading) -> Optional[Transition]:
-        """A good reading: apply the hysteresis."""
+    def observe(self, reading: Reading, record: bool = True) -> Optional[Transition]:
+        """A good reading: apply the hysteresis. `record`: add it to the sparkline (the poll thread's
+        readings; the worker's readings at dispatch decide, they do not draw)."""
         if self.sensor_failing:
             log.warning("VRAM guard sensor recovered after %d failed polls", self.consecutive_failures)
         self.reading, self.error, self.consecutive_failures = reading, None, 0
         ratio = reading.ratio
-        self._record(reading.at, round(ratio, 4))
+        if record:
+            self._record(reading.at, round(ratio, 4))
         if self.state == RUNNING and ratio >= self.pause_at:
             return self._move(PAUSED, reading.at, ratio, f"ratio {_percent(ratio)} >= pause_at "
                               f"{_percent(self.pause_at)}")

@@ -7,7 +7,7 @@ before the last applied one is dropped, so an older fact never overwrites a newe
 """
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import logging
 import threading
 from typing import Callable, Optional
@@ -25,7 +25,7 @@ class Readings:
         self._models_failed = False
         self._other: dict = {}  # kind -> callable(reading) -> bytes
         self._lock = threading.Lock()
-        self._taken = 0
+        self._numbers = itertools.count(1)  # next() is atomic: readers on two threads get distinct numbers
         self._applied = 0
 
     def set_models_source(self, models: Callable[[], int]) -> None:
@@ -40,9 +40,7 @@ class Readings:
 
     def take(self) -> tuple:
         """(sequence number, reading or None, error or None); call it outside the guard's lock."""
-        with self._lock:
-            self._taken += 1
-            seq = self._taken
+        seq = next(self._numbers)
         reading, error = None, None
         try:
             reading = self._measure()
@@ -65,7 +63,7 @@ class Readings:
         models = max(0, min(self._models_bytes(), reading.used_bytes - reading.reclaimable_bytes))
         if busy:  # the loaded models count as the prompt's where the probe cannot tell this process's bytes
             prompt = max(models, min(reading.own_bytes, reading.used_bytes) - reading.reclaimable_bytes)
-            return dataclasses.replace(reading, prompt_bytes=prompt) if prompt else reading
+            return reading._replace(prompt_bytes=prompt) if prompt else reading
         other = []
         for kind, source in list(self._other.items()):
             try:
@@ -74,7 +72,7 @@ class Readings:
                 log.exception("VRAM guard: reclaimable source %s failed; not counted", kind)
         if not models and not other:
             return reading
-        return dataclasses.replace(reading, idle_models_bytes=models, other_reclaimable=tuple(other))
+        return reading._replace(idle_models_bytes=models, other_reclaimable=tuple(other))
 
     def _models_bytes(self) -> int:
         try:

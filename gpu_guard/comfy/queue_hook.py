@@ -76,6 +76,8 @@ class QueueHook:
     # installation -------------------------------------------------------------------------
 
     def install(self) -> None:
+        queue = self.queue
+        self.guard.attach_queue(queue.mutex, lambda: queue_ops.HeapView(list(queue.queue)))
         self.queue.get = self.get
         server = getattr(self.queue, "server", None)
         if server is not None and hasattr(server, "queue_updated"):
@@ -84,6 +86,7 @@ class QueueHook:
 
     def uninstall(self) -> None:
         self.queue.get = self.original_get
+        self.guard.attach_queue()
         if self.original_queue_updated is not None:
             self.queue.server.queue_updated = self.original_queue_updated
 
@@ -165,10 +168,10 @@ class QueueHook:
 
     def _queue_updated(self, *args, **kwargs):
         # ComfyUI calls this (under the mutex) after every put, pop, delete, clear and task_done:
-        # the one place that sees every change of the pending set. A list copy, no sort.
+        # the one place that sees every change of the pending set (the guard views the heap if paused).
         try:
             with self.queue.mutex:
-                self.guard.note_pending(queue_ops.HeapView(list(self.queue.queue)))
+                self.guard.queue_changed()
         except Exception:  # noqa: BLE001 - never break ComfyUI's queue
             self._count("errors")
             _log.exception("VRAM guard: could not track the pending prompts")

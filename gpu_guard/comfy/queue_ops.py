@@ -40,9 +40,9 @@ def pending_items(queue) -> list:
 def entry_of(item) -> QueueEntry:
     extra_data = item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
     created_ms = extra_data.get("create_time")  # ComfyUI's, in milliseconds
-    return QueueEntry(prompt_id=item[1], number=item[0], prompt=item[2],
-                      client_id=extra_data.get("client_id"), priority_class=extra_data.get(CLASS_KEY),
-                      created_at=created_ms / 1000 if isinstance(created_ms, (int, float)) else None)
+    # positional: one is built at every dispatch, and keywords cost a third more
+    return QueueEntry(item[1], item[0], item[2], extra_data.get("client_id"), extra_data.get(CLASS_KEY),
+                      created_ms / 1000 if isinstance(created_ms, (int, float)) else None)
 
 
 class HeapView:

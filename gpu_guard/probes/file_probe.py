@@ -26,16 +26,17 @@ def byte_count(data: dict, key: str, path: str, shape: str) -> int:
 
 
 class JsonFile:
-    """The JSON object in a file that is replaced atomically, parsed again only when the file changed:
-    the worker reads at every dispatch, and one stat costs a fraction of open, read and parse
-    (bench/bench_queue_hook.py). A rename gives a new inode, so a replaced file is always seen."""
+    """The JSON object in a file that is replaced atomically, parsed and checked (`figures(data)`) again
+    only when the file changed: the worker reads at every dispatch, and one stat costs a fraction of
+    open, read, parse and check (bench/bench_queue_hook.py). A rename gives a new inode, so a replaced
+    file is always seen. A file that fails the check is read again at every call until it is fixed."""
 
-    def __init__(self, path: str, shape: str, required: tuple):
-        self.path, self.shape, self.required = path, shape, required
+    def __init__(self, path: str, shape: str, required: tuple, figures: Callable[[dict], tuple]):
+        self.path, self.shape, self.required, self._figures_of = path, shape, required, figures
         self._key = None
-        self._data = None
+        self._figures = None
 
-    def read(self) -> dict:
+    def read(self) -> tuple:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -44,9 +45,9 @@ class JsonFile:
             raise ProbeError(f"probe file {self.path} cannot be read: {e}") from None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
         if key != self._key:
-            self._data = read_json_object(self.path, self.shape, self.required)
+            self._figures = self._figures_of(read_json_object(self.path, self.shape, self.required))
             self._key = key
-        return self._data
+        return self._figures
 
 
 def read_json_object(path: str, shape: str, required: tuple) -> dict:
@@ -75,10 +76,9 @@ class FileProbe:
         self.path = path
         self.name = f"file:{path}"
         self._wall = wall
-        self._file = JsonFile(path, _SHAPE, ("used_bytes", "total_bytes"))
+        self._file = JsonFile(path, _SHAPE, ("used_bytes", "total_bytes"), self._figures)
 
-    def read(self) -> Reading:
-        data = self._file.read()
+    def _figures(self, data: dict) -> tuple:
         used = byte_count(data, "used_bytes", self.path, _SHAPE)
         total = byte_count(data, "total_bytes", self.path, _SHAPE)
         reclaimable = byte_count(data, "reclaimable_bytes", self.path, _SHAPE) if "reclaimable_bytes" in data else 0
@@ -89,4 +89,8 @@ class FileProbe:
         if reclaimable > used:
             raise ProbeError(f"probe file {self.path}: reclaimable_bytes ({reclaimable}) exceeds "
                              f"used_bytes ({used})")
+        return used, total, reclaimable
+
+    def read(self) -> Reading:
+        used, total, reclaimable = self._file.read()
         return Reading(used, total, reclaimable, self._wall())

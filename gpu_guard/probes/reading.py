@@ -9,8 +9,7 @@ minus any further reclaimable memory a caller supplies (`other_reclaimable`, by 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 
 class ProbeError(RuntimeError):
@@ -37,8 +36,10 @@ def torch_reclaimable_bytes(stats: Mapping[str, int]) -> int:
     return max(0, reserved - active)
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
+    """One reading of the device. A tuple: the worker takes one at every dispatch, and a tuple is
+    built in a fraction of a frozen dataclass's time (bench/bench_queue_hook.py)."""
+
     used_bytes: int  # the device's used memory, all processes (what nvidia-smi says)
     total_bytes: int
     reclaimable_bytes: int  # this process's torch cache: reserved, no tensor in it
@@ -49,17 +50,21 @@ class Reading:
     other_reclaimable: tuple = ()  # ((kind, bytes), ...) further memory that can be freed on request
 
     def _freeable(self) -> int:
-        return (self.reclaimable_bytes + self.idle_models_bytes + self.prompt_bytes
-                + sum(max(0, b) for _, b in self.other_reclaimable))
+        freeable = self.reclaimable_bytes + self.idle_models_bytes + self.prompt_bytes
+        if self.other_reclaimable:
+            freeable += sum(max(0, b) for _, b in self.other_reclaimable)
+        return freeable
 
     @property
     def pressure_bytes(self) -> int:
-        return pressure_bytes(self.used_bytes, self._freeable())
+        return max(0, self.used_bytes - self._freeable())
 
     @property
     def ratio(self) -> float:
         """The pressure ratio the guard acts on."""
-        return pressure_ratio(self.used_bytes, self.total_bytes, self._freeable())
+        if self.total_bytes <= 0:
+            raise ProbeError(f"total memory must be > 0 bytes, got {self.total_bytes}")
+        return min(1.0, self.pressure_bytes / self.total_bytes)
 
     @property
     def device_ratio(self) -> float:

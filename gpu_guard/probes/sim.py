@@ -73,18 +73,21 @@ class SimProbe:
         self.device = SimDevice()
         self._wall = wall
         self._models: Callable[[], int] = lambda: 0
-        self._file = JsonFile(path, _SHAPE, ("total_bytes", "foreign_bytes"))
+        self._file = JsonFile(path, _SHAPE, ("total_bytes", "foreign_bytes"), self._figures)
 
     def set_models_source(self, models_bytes: Callable[[], int]) -> None:
         """`models_bytes()` -> bytes of the models ComfyUI holds on its compute device."""
         self._models = models_bytes
 
-    def read(self) -> Reading:
-        data = self._file.read()
+    def _figures(self, data: dict) -> tuple:
         total = byte_count(data, "total_bytes", self.path, _SHAPE)
         foreign = byte_count(data, "foreign_bytes", self.path, _SHAPE)
         if total == 0:
             raise ProbeError(f"probe file {self.path}: total_bytes must be > 0")
+        return total, foreign
+
+    def read(self) -> Reading:
+        total, foreign = self._file.read()
         try:
             models = max(0, int(self._models() or 0))
         except Exception as e:  # noqa: BLE001 - the simulated device cannot be read without it
@@ -94,4 +97,4 @@ class SimProbe:
         used = min(total, foreign + models + reserved)
         own = used - foreign  # over-committed: the other processes keep theirs, this one gets the rest
         cache = min(reserved - active, own - min(models, own))
-        return Reading(used, total, cache, self._wall(), own_bytes=own)
+        return Reading(used, total, cache, self._wall(), 0, own)

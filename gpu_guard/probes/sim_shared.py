@@ -9,7 +9,6 @@ first reader that sees it. A test and drill tool, like the simulated device itse
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -22,6 +21,9 @@ from .reading import Reading
 from .sim import SimProbe
 
 PROCS_SUFFIX = ".procs"
+# A folder's mtime moves in clock ticks (milliseconds on Linux): a listing is trusted while the folder
+# is unchanged only once its last change is older than this.
+RACY_S = 0.05
 
 
 class SharedSimProbe(SimProbe):
@@ -30,26 +32,43 @@ class SharedSimProbe(SimProbe):
         self._proc = proc
         self._me = process_identity.this_process(proc)
         self.procs_dir = path + PROCS_SUFFIX
-        self._mine = os.path.join(self.procs_dir, self._me.tag + ".json")
+        self._mine_name = self._me.tag + ".json"
+        self._mine = os.path.join(self.procs_dir, self._mine_name)
         self._published = None  # own_bytes as last written
+        self._dir_key = None  # (inode, mtime) of the folder when it was last listed, if that listing holds
+        self._listing: list = []
 
     def read(self) -> Reading:
         reading = super().read()
-        self._publish(reading.own_bytes)
-        others = self._others()
+        names = self._names()
+        if reading.own_bytes != self._published or self._mine_name not in names:
+            self._publish(reading.own_bytes)
+        others = self._others(names)
         if not others:
             return reading
         total, foreign = reading.total_bytes, reading.used_bytes - reading.own_bytes
         # over-committed: like foreign memory, the other processes keep theirs and this one gets the rest
         own = max(0, min(reading.own_bytes, total - foreign - others))
-        return dataclasses.replace(reading, used_bytes=min(total, foreign + others + own), own_bytes=own,
-                                   reclaimable_bytes=min(reading.reclaimable_bytes, own))
+        return reading._replace(used_bytes=min(total, foreign + others + own), own_bytes=own,
+                                reclaimable_bytes=min(reading.reclaimable_bytes, own))
+
+    def _names(self) -> list:
+        """The folder's file names, listed again only when the folder changed: a stat instead of a
+        listing at every reading. A folder changed within RACY_S of the listing is listed again next
+        time, as its mtime may not have moved for a change made in the same clock tick."""
+        try:
+            st = os.stat(self.procs_dir)
+        except FileNotFoundError:
+            return []
+        key = (st.st_ino, st.st_mtime_ns)
+        if key != self._dir_key:
+            self._listing = os.listdir(self.procs_dir)
+            self._dir_key = key if time.time_ns() - st.st_mtime_ns > RACY_S * 1e9 else None
+        return self._listing
 
     def _publish(self, own_bytes: int) -> None:
         """Write this process's bytes when they changed (or the file went away): a write per reading
         was 0.5 ms of every decision, and the figure moves only at loads, runs and frees."""
-        if own_bytes == self._published and os.path.exists(self._mine):
-            return
         os.makedirs(self.procs_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.procs_dir)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -57,12 +76,12 @@ class SharedSimProbe(SimProbe):
         os.replace(tmp, self._mine)
         self._published = own_bytes  # only once written: a failed write is tried again at the next reading
 
-    def _others(self) -> int:
+    def _others(self, names: list) -> int:
         total = 0
-        for name in os.listdir(self.procs_dir):
-            path = os.path.join(self.procs_dir, name)
-            if not name.endswith(".json") or name.startswith(".") or path == self._mine:
+        for name in names:
+            if not name.endswith(".json") or name.startswith(".") or name == self._mine_name:
                 continue
+            path = os.path.join(self.procs_dir, name)
             try:
                 with open(path, encoding="utf-8") as f:
                     data = json.load(f)

@@ -53,6 +53,7 @@ def test_operator_pause_runs_nothing_in_the_fast_lane(make_guard, at_ratio):
         guard = make_guard()
         at_ratio(guard, 0.2)
         tiny = QueueEntry("t", 1, {"1": {"class_type": "TinyNode", "inputs": {}}}, None)
+        guard.note_pending([tiny])  # the queue: the held set derives from it when the gate closes
         guard.operator_pause("ops")
         result = guard.decide_pass(tiny, lambda: as_pending([tiny]))
         assert result.run is None
