@@ -102,11 +102,13 @@ def bench_burst(folder: str, puts: int) -> list:
         write_probe(probe_path, ratio)
         guard = Guard(GuardConfig(probe="file:" + probe_path), FileProbe(probe_path))
         guard.poll_once()
-        heap = []
+        heap, mutex = [], threading.RLock()
+        guard.attach_queue(mutex, lambda: HeapView(list(heap)))  # as the adapter attaches ComfyUI's queue
         start = time.perf_counter()
         for n in range(puts):
-            heapq.heappush(heap, (n, f"prompt-{n}", GRAPH, {"client_id": "bench"}, []))
-            guard.note_pending(HeapView(list(heap)))  # the queue_updated tap: a list copy per put
+            with mutex:  # ComfyUI's put: the push and the queue_updated tap under the queue's mutex
+                heapq.heappush(heap, (n, f"prompt-{n}", GRAPH, {"client_id": "bench"}, []))
+                guard.queue_changed()
         rows.append((state, time.perf_counter() - start, len(guard.status()["held"])))
     return rows
 

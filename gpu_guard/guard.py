@@ -68,6 +68,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         self.lanes = Lanes(config.priority_classes)  # priority classes (VIP lanes)
         self._worker = WorkerWatch(monotonic)  # liveness: the queue hook reports ComfyUI's worker
         self.metrics = GuardMetrics()
+        self._admitted_normal = self.metrics.admitted_in(LANE_NORMAL)  # counted at every dispatch
         self._lock = threading.RLock()
         # Serialises update_config (validate, write, apply) so that no concurrent change is lost or
         # applied unvalidated; the guard's own lock is not held while the file is written.
@@ -267,7 +268,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
             if taken is not None:
                 self._observe(*taken, decision=True)
             if not self._gate_closed():
-                self.metrics.admitted_in(LANE_NORMAL).inc()
+                self._admitted_normal.inc()
                 if first.priority_class is not None and self.config.priority_max_wait_s > 0:
                     aged = self._aged_normal_before(first, pending())
                     if aged is not None:

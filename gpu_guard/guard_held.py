@@ -30,6 +30,10 @@ class HeldSet:
         nothing is held and nothing is kept. While paused the held set follows at once when the
         "gpu_guard.held" rate limit (HELD_EVENT_INTERVAL_S) allows, else at the next decision pass,
         poll, status read or flush: a burst of puts costs a flag per put, not a sync (and never a sort)."""
+        if not self._gate_closed():
+            # read without our lock: every change that closes the gate holds the queue's lock, as our
+            # caller does, and syncs the held set with the queue as it then is
+            return
         with self._lock:
             if not self._gate_closed():
                 return

@@ -65,7 +65,7 @@ class Readings:
             prompt = max(models, min(reading.own_bytes, reading.used_bytes) - reading.reclaimable_bytes)
             return reading._replace(prompt_bytes=prompt) if prompt else reading
         other = []
-        for kind, source in list(self._other.items()):
+        for kind, source in list(self._other.items()) if self._other else ():
             try:
                 other.append((kind, max(0, int(source(reading) or 0))))
             except Exception:  # noqa: BLE001 - the reading stands without the refinement

@@ -26,14 +26,15 @@ class WorkerWatch:
         self.prompts_taken = 0
 
     def waiting(self) -> None:
-        """Called on the worker thread as it enters `get`."""
-        self._thread = threading.current_thread()
+        """Called on the worker thread as it enters `get` (which then hands it its prompts: `took`)."""
         if self._state[0] != WAITING:
+            self._thread = threading.current_thread()
             self._state = (WAITING, self._monotonic(), None)
 
     def took(self, prompt_id: str) -> None:
         """Called on the worker thread as `get` hands it a prompt."""
-        self._thread = threading.current_thread()
+        if self._thread is None:
+            self._thread = threading.current_thread()
         self._state = (RUNNING, self._monotonic(), prompt_id)
         self.prompts_taken += 1
 

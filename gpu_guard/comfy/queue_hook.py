@@ -96,7 +96,8 @@ class QueueHook:
         if self._running:  # the worker is back: the prompt it took has finished
             self._running, self._idle_unloaded = False, False
             self._last_prompt_at = self._ended_at = self._monotonic()
-            self._notify(self.on_prompt_end)
+            if self.on_prompt_end is not None:
+                self._notify(self.on_prompt_end)
         self._tell_guard_worker(None)  # the worker is waiting in get: alive (liveness)
         if self.on_worker_idle is not None:
             try:
@@ -111,7 +112,8 @@ class QueueHook:
             if self._ended_at is not None:
                 self.last_handover_s, self._ended_at = self._monotonic() - self._ended_at, None
             self._tell_guard_worker(popped)
-            self._notify(self.on_prompt_start, popped[0][2])
+            if self.on_prompt_start is not None:
+                self._notify(self.on_prompt_start, popped[0][2])
         return popped
 
     def request_idle_unload(self) -> None:
@@ -122,8 +124,6 @@ class QueueHook:
             self.queue.not_empty.notify_all()
 
     def _notify(self, callback, *args):
-        if callback is None:
-            return
         try:
             callback(*args)
         except Exception:  # noqa: BLE001 - a listener must not stop the worker
@@ -193,7 +193,7 @@ class QueueHook:
             # the worker has handled the unload flag since the last call: measure again now
             self._poll_after_free = False
             self.guard.request_poll()
-        with queue.not_empty:
+        with queue.mutex:  # not_empty's own lock: entered without the Condition's Python-level wrapper
             while not queue.queue:
                 if self._unload_when_idle():
                     return None  # the worker handles the flag right away

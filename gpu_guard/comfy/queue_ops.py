@@ -88,7 +88,7 @@ def pop_item(queue, item, original_get):
     property restored afterwards. The caller holds the mutex, so nobody sees the list in between.
     """
     heap = queue.queue
-    index = next(i for i, queued in enumerate(heap) if queued is item)
+    index = 0 if heap[0] is item else next(i for i, queued in enumerate(heap) if queued is item)
     if index != 0:
         heap.pop(index)
         heap.insert(0, item)

@@ -64,7 +64,7 @@ class Reading(NamedTuple):
         """The pressure ratio the guard acts on."""
         if self.total_bytes <= 0:
             raise ProbeError(f"total memory must be > 0 bytes, got {self.total_bytes}")
-        return min(1.0, self.pressure_bytes / self.total_bytes)
+        return min(1.0, max(0, self.used_bytes - self._freeable()) / self.total_bytes)
 
     @property
     def device_ratio(self) -> float:

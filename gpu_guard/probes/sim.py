@@ -30,19 +30,22 @@ _SHAPE = '{"total_bytes": N, "foreign_bytes": F}'
 
 
 class SimDevice:
-    """This process's torch allocator on the simulated device: reserved and active bytes."""
+    """This process's torch allocator on the simulated device: reserved and active bytes. Changes are
+    made under a lock; a reading takes both figures as one tuple, replaced in one assignment."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.reserved = 0  # what the allocator holds from the device
         self.active = 0  # what the running prompt's tensors occupy (0 between prompts)
         self.peak = 0  # the most `active` reached since the running prompt started (its measured peak)
+        self._figures = (0, 0)
 
     def prompt_started(self, working_bytes: int) -> None:
         with self._lock:
             self.active = max(0, int(working_bytes))
             self.reserved = max(self.reserved, self.active)
             self.peak = self.active
+            self._figures = (self.reserved, self.active)
 
     def allocate(self, extra_bytes: int) -> None:
         """The running prompt takes more than its estimate (a drill node allocating on the device)."""
@@ -50,18 +53,21 @@ class SimDevice:
             self.active += max(0, int(extra_bytes))
             self.reserved = max(self.reserved, self.active)
             self.peak = max(self.peak, self.active)
+            self._figures = (self.reserved, self.active)
 
     def prompt_finished(self) -> None:
         with self._lock:
             self.active = 0
+            self._figures = (self.reserved, self.active)
 
     def cache_emptied(self) -> None:
         with self._lock:
             self.reserved = self.active
+            self._figures = (self.reserved, self.active)
 
     def snapshot(self) -> tuple:
-        with self._lock:
-            return self.reserved, self.active
+        """(reserved, active) as of one change."""
+        return self._figures
 
 
 class SimProbe:
