@@ -11,6 +11,7 @@ import logging
 import threading
 from collections import deque
 from typing import Callable
+from .waits import FLUSH_WAIT_S
 
 log = logging.getLogger("gpu_guard")
 
@@ -61,7 +62,7 @@ class EventStream:
                 self._thread.start()
             self._cond.notify_all()
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self, timeout: float = FLUSH_WAIT_S) -> bool:
         """Wait until every event published so far has been delivered (tests, orderly shutdown)."""
         with self._cond:
             target = self._published

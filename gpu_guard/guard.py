@@ -28,13 +28,14 @@ from .metrics import GuardMetrics
 from .monitor import PAUSED, Monitor, Transition
 from .operator_hold import OperatorHold
 from .poll_thread import PollThread
-from .priority import NORMAL, Lanes
+from .priority import NORMAL, Lanes, aged_normal_before
 from .pending import EntryList, NotedQueue, Pending, QueueSource
 from .policy import (FAIL, HOLD, LANE_FAST, LANE_NORMAL, RUN, RUN_NORMAL, Admission, PassResult,
                      Policy, QueueEntry, Verdict)
 from .probes import Reading, make_probe
 from .readings import Readings
 from .worker_watch import WorkerWatch
+from .waits import STOP_WAIT_S
 
 __all__ = ["Admission", "FAIL", "Guard", "HOLD", "LANE_FAST", "LANE_NORMAL", "OFF", "PassResult", "QueueEntry", "RUN",
            "UNGUARDED_HEALTHY_S", "Verdict"]
@@ -137,7 +138,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         log.info("VRAM guard started: probe %s, pause at %.2f, resume below %.2f, poll every %g s",
                  self._probe.name, self.config.pause_at, self.config.resume_at, self.config.poll_s)
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
         """Stop the poll thread. Idempotent."""
         self._poller.stop(timeout)
 
@@ -270,7 +271,7 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
             if not self._gate_closed():
                 self._admitted_normal.inc()
                 if first.priority_class is not None and self.config.priority_max_wait_s > 0:
-                    aged = self._aged_normal_before(first, pending())
+                    aged = aged_normal_before(first, pending(), self._wall(), self.config.priority_max_wait_s)
                     if aged is not None:
                         return PassResult(aged.prompt_id, RUN_NORMAL)
                 return PassResult(first.prompt_id, RUN_NORMAL)
@@ -361,21 +362,6 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         """The fast lane may run prompts by their estimate: not with a failing sensor, and not while an
         operator paused the guard (maintenance)."""
         return not self._monitor.sensor_failing and self._operator.paused is None
-
-    def _aged_normal_before(self, first: QueueEntry, pending: Pending) -> Optional[QueueEntry]:
-        """The first normal prompt, when it has waited priority_max_wait_s and came before `first` (a
-        class prompt): aging, so that it is not overtaken any more. Scans the queue: only when a class
-        prompt heads it."""
-        entries = pending.entries(set(pending.ids()))
-        normal = [e for e in entries if e.priority_class is None]
-        if not normal:
-            return None
-        head = min(normal, key=lambda e: (e.number, e.prompt_id))
-        if head.created_at is None or self._wall() - head.created_at < self.config.priority_max_wait_s:
-            return None
-        if first.created_at is not None and first.created_at < head.created_at:
-            return None  # the class prompt was there first: it overtakes nobody
-        return head
 
     def _hold_queue_full(self) -> str:
         held, bound = self._policy.held_by_class().get(None, 0), self.config.max_held

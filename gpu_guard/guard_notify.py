@@ -6,6 +6,7 @@ import logging
 from typing import Callable, Optional
 
 from .event_stream import OPERATIONAL
+from .waits import FLUSH_WAIT_S
 
 log = logging.getLogger("gpu_guard")
 
@@ -24,7 +25,7 @@ class Notifications:
         config_change, fast_lane, unguarded); returns a function that unsubscribes."""
         return self.events.subscribe(callback, operational=True)
 
-    def wait_events(self, timeout: float = 5.0) -> bool:
+    def wait_events(self, timeout: float = FLUSH_WAIT_S) -> bool:
         """Wait until every event so far has reached the subscribers."""
         return self.events.flush(timeout)
 

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Optional
 from .journal_changes import DELETE, INSERT, RUNNING, QueueKeys, compact
 from .journal_rows import decode_row, encode_row, stored
 from .journal_store import JournalStore
+from .waits import SLOW_FLUSH_WAIT_S
 
 log = logging.getLogger("gpu_guard.journal")
 
@@ -176,13 +177,13 @@ class Journal:
                 return
         _call(callback, result)
 
-    def flush(self, timeout: float = 10.0) -> bool:
+    def flush(self, timeout: float = SLOW_FLUSH_WAIT_S) -> bool:
         """Wait until every change handed over so far is committed; False on timeout."""
         with self._changed:
             return self._changed.wait_for(lambda: not self._changes and not self._writing or self._thread is None,
                                           timeout)
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = SLOW_FLUSH_WAIT_S) -> None:
         """Write what waits, stop the writer and close the file."""
         self.flush(timeout)
         with self._changed:

@@ -173,3 +173,19 @@ class Lanes:
 
 def waited_s(created_at: Optional[float], now_wall: float) -> float:
     return 0.0 if created_at is None else max(0.0, now_wall - created_at)
+
+
+def aged_normal_before(first, pending, now_wall: float, max_wait_s: float):
+    """The first normal prompt of `pending` (a gpu_guard.pending view), when it has waited max_wait_s
+    and came before `first` (a class prompt at the head of the queue): aging, so that it is not
+    overtaken any more; else None. Scans the queue: only when a class prompt heads it."""
+    entries = pending.entries(set(pending.ids()))
+    normal = [e for e in entries if e.priority_class is None]
+    if not normal:
+        return None
+    head = min(normal, key=lambda e: (e.number, e.prompt_id))
+    if head.created_at is None or now_wall - head.created_at < max_wait_s:
+        return None
+    if first.created_at is not None and first.created_at < head.created_at:
+        return None  # the class prompt was there first: it overtakes nobody
+    return head

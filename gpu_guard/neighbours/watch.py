@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .registry import ASK_EXPIRES_S, Claim, Registry
+from ..waits import STOP_WAIT_S
 
 log = logging.getLogger("gpu_guard.neighbours")
 
@@ -176,7 +177,7 @@ class NeighbourWatch:
         self._thread.start()
         atexit.register(self.stop)
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
         """Stop the thread and withdraw this guard's claim (a killed process is cleaned up by the others)."""
         self._stop.set()
         if self._thread:

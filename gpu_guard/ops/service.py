@@ -27,6 +27,7 @@ from .day_counters import DayCounters, local_day_start, next_day_start
 from .event_log import EventLog
 from .metrics import OpsMetrics
 from .webhook_sender import TargetSender, http_post
+from ..waits import DELIVERY_CHECK_S, FLUSH_WAIT_S, SLOW_FLUSH_WAIT_S, STOP_WAIT_S
 
 log = logging.getLogger("gpu_guard.ops")
 
@@ -90,7 +91,7 @@ class OpsService:
         self._thread = threading.Thread(target=self._run, name="gpu-guard-ops", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
         self._stop.set()
         self._inbox.put(None)
         if self._thread is not None:
@@ -134,14 +135,14 @@ class OpsService:
         """The guard's event subscriber."""
         self._inbox.put(event)
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self, timeout: float = FLUSH_WAIT_S) -> bool:
         """Wait until every event handed in so far is processed and the rules evaluated (for tests and
         drills)."""
         marker = _Flush()
         self._inbox.put(marker)
         return marker.done.wait(timeout)
 
-    def wait_deliveries(self, timeout: float = 10.0) -> bool:
+    def wait_deliveries(self, timeout: float = SLOW_FLUSH_WAIT_S) -> bool:
         """Wait until every sender's queue is empty and nothing is in flight."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -149,7 +150,7 @@ class OpsService:
                 senders = list(self._senders.values())
             if all(s.idle() for s in senders):
                 return True
-            time.sleep(0.02)
+            time.sleep(DELIVERY_CHECK_S)
         return False
 
     # -- the ops thread ----------------------------------------------------------------------------------

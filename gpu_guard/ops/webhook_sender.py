@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 from . import webhook_formats
 from .webhook_settings import public_url, resolve, resolved_problem
+from ..waits import STOP_WAIT_S
 
 log = logging.getLogger("gpu_guard.ops")
 
@@ -107,7 +108,7 @@ class TargetSender:
         with self._cond:
             return not self._queue and not self._busy
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
