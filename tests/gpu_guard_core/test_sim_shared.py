@@ -88,3 +88,43 @@ def test_this_process_publishes_its_bytes_only_when_they_change(tmp_path):
     probe.read()
     with open(probe._mine) as f:
         assert json.load(f)["own_bytes"] == 3 * GIB
+
+
+def _device(tmp_path, foreign=GIB):
+    path = str(tmp_path / "device.json")
+    with open(path, "w") as f:
+        json.dump({"total_bytes": 10 * GIB, "foreign_bytes": foreign}, f)
+    return path
+
+
+def _publish_as_another(probe, name, own_bytes):
+    """A file of another live process (this one's identity under another name: it counts as alive)."""
+    with open(os.path.join(probe.procs_dir, name), "w") as f:
+        json.dump({"pid": probe._me.pid, "start": probe._me.start, "own_bytes": own_bytes}, f)
+
+
+def test_the_folder_is_listed_again_only_when_it_changed(tmp_path, monkeypatch):
+    from gpu_guard.probes import sim_shared
+    probe = SharedSimProbe(_device(tmp_path))
+    probe.read()
+    old = time.time_ns() - 10 * 10**9
+    os.utime(probe.procs_dir, ns=(old, old))  # last changed long ago: a listing of it holds
+    listings = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(sim_shared.os, "listdir", lambda p: listings.append(p) or real_listdir(p))
+    probe.read()
+    probe.read()
+    assert len(listings) == 1
+    _publish_as_another(probe, "other.json", 2 * GIB)  # the folder changes: listed again, counted
+    assert probe.read().used_bytes == 3 * GIB
+    assert len(listings) == 2
+
+
+def test_a_change_in_the_same_clock_tick_as_the_listing_is_still_seen(tmp_path):
+    probe = SharedSimProbe(_device(tmp_path))
+    probe.read()
+    st = os.stat(probe.procs_dir)
+    assert probe.read().used_bytes == GIB  # listed just after a change: the listing is not trusted
+    _publish_as_another(probe, "other.json", 2 * GIB)
+    os.utime(probe.procs_dir, ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime did not move
+    assert probe.read().used_bytes == 3 * GIB
