@@ -164,9 +164,13 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
         """Take one reading now and update the state (what the poll thread does every poll interval)."""
         if self._probe is None:
             return
-        taken = self._readings.take()
-        with self._queue.lock, self._lock:  # a reading that closes the gate holds the queued prompts
-            self._observe(*taken)
+        # Under the queue's lock, as the worker reads at dispatch: the two readings never cross, so this
+        # one is never dropped as older (it draws the sparkline and the gauges), and a reading that
+        # closes the gate holds the prompts queued at that moment.
+        with self._queue.lock:
+            taken = self._readings.take()
+            with self._lock:
+                self._observe(*taken)
         self._deliver()
 
     def _observe(self, seq: int, reading: Optional[Reading], error: Optional[str], decision: bool = False) -> None:
@@ -236,13 +240,17 @@ class Guard(HeldSet, Reporting, OperatorActions, Settings, Notifications):
     def decide(self, entry: QueueEntry) -> Verdict:
         """The verdict for `entry` from one worker pass (decide_pass, the queue hook's one path) with
         `entry` at the head of the queue and the prompts noted pending behind it; for tests and simple
-        callers. A prompt the pass runs or fails leaves the pending set, as ComfyUI's pop would take it."""
+        callers. `entry` joins the noted queue; a prompt the pass runs or fails leaves it, as ComfyUI's
+        pop would take it. A guard with a queue attached decides through decide_pass only."""
+        if not hasattr(self._queue, "note"):
+            raise TypeError("decide is for a guard without an attached queue; the queue hook uses decide_pass")
         with self._queue.lock, self._lock:
             pending = self._queue.view()
             others = [e for e in pending.entries(set(pending.ids())) if e.prompt_id != entry.prompt_id]
             view = EntryList([entry, *others])
+            self._queue.note(view)
             self._held_stale = True
-            self._sync_held(lambda: view)
+            self._sync_held()
         self.estimate_held()  # outside the lock, as the poll thread does for newly held prompts
         result = self.decide_pass(entry, lambda: view)
         gone = {prompt_id for prompt_id, _ in result.fails} | ({result.run} if result.run else set())

@@ -33,8 +33,7 @@ class JsonFile:
 
     def __init__(self, path: str, shape: str, required: tuple, figures: Callable[[dict], tuple]):
         self.path, self.shape, self.required, self._figures_of = path, shape, required, figures
-        self._key = None
-        self._figures = None
+        self._cached = (None, None)  # (inode, mtime, size) of the file as parsed, its figures
 
     def read(self) -> tuple:
         try:
@@ -44,10 +43,11 @@ class JsonFile:
         except OSError as e:
             raise ProbeError(f"probe file {self.path} cannot be read: {e}") from None
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if key != self._key:
-            self._figures = self._figures_of(read_json_object(self.path, self.shape, self.required))
-            self._key = key
-        return self._figures
+        cached_key, figures = self._cached  # one tuple: the poll thread and the worker read concurrently
+        if key != cached_key:
+            figures = self._figures_of(read_json_object(self.path, self.shape, self.required))
+            self._cached = (key, figures)
+        return figures
 
 
 def read_json_object(path: str, shape: str, required: tuple) -> dict:

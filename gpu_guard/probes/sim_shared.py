@@ -21,9 +21,11 @@ from .reading import Reading
 from .sim import SimProbe
 
 PROCS_SUFFIX = ".procs"
-# A folder's mtime moves in clock ticks (milliseconds on Linux): a listing is trusted while the folder
-# is unchanged only once its last change is older than this.
-RACY_S = 0.05
+# A folder's mtime moves in steps: the kernel's clock tick on ext4 and tmpfs (milliseconds), up to 2 s
+# on FAT and some network or FUSE mounts. A change in the same step as a listing leaves the mtime as it
+# was, so a listing is trusted while the folder is unchanged only once its last change is older than
+# the coarsest step (the folder changes at loads, runs and frees, so it is listed for 2 s after each).
+RACY_S = 2.0
 
 
 class SharedSimProbe(SimProbe):
@@ -35,8 +37,8 @@ class SharedSimProbe(SimProbe):
         self._mine_name = self._me.tag + ".json"
         self._mine = os.path.join(self.procs_dir, self._mine_name)
         self._published = None  # own_bytes as last written
-        self._dir_key = None  # (inode, mtime) of the folder when it was last listed, if that listing holds
-        self._listing: list = []
+        # ((inode, mtime) of the folder when it was listed, or None while that listing may be stale; names)
+        self._listed: tuple = (None, [])
 
     def read(self) -> Reading:
         reading = super().read()
@@ -55,16 +57,17 @@ class SharedSimProbe(SimProbe):
     def _names(self) -> list:
         """The folder's file names, listed again only when the folder changed: a stat instead of a
         listing at every reading. A folder changed within RACY_S of the listing is listed again next
-        time, as its mtime may not have moved for a change made in the same clock tick."""
+        time, as its mtime may not have moved for a change made in the same step of its clock."""
         try:
             st = os.stat(self.procs_dir)
         except FileNotFoundError:
             return []
         key = (st.st_ino, st.st_mtime_ns)
-        if key != self._dir_key:
-            self._listing = os.listdir(self.procs_dir)
-            self._dir_key = key if time.time_ns() - st.st_mtime_ns > RACY_S * 1e9 else None
-        return self._listing
+        trusted_key, listing = self._listed  # one tuple: the poll thread and the worker read concurrently
+        if key != trusted_key:
+            listing = os.listdir(self.procs_dir)
+            self._listed = (key if time.time_ns() - st.st_mtime_ns > RACY_S * 1e9 else None, listing)
+        return listing
 
     def _publish(self, own_bytes: int) -> None:
         """Write this process's bytes when they changed (or the file went away): a write per reading

@@ -208,3 +208,23 @@ def test_a_pass_is_decided_against_one_reading_of_the_gate(paused, probe_file):
     assert guard.state == "running"
     assert result.run is None, "a pass that began closed runs nothing in the normal lane"
     assert guard.decide_pass(queued[0], lambda: EntryList(queued)).run == "front"
+
+
+def test_decide_keeps_the_prompts_it_held_queued(make_guard, at_ratio):
+    """decide(entry) queues entry in the guard's noted queue: a second decide does not drop the first."""
+    guard = make_guard()
+    at_ratio(guard, 0.95)
+    assert guard.decide(QueueEntry("a", 1, {})).kind == HOLD
+    assert guard.decide(QueueEntry("b", 2, {})).kind == HOLD
+    status = guard.status()
+    assert sorted(h["prompt_id"] for h in status["held"]) == ["a", "b"] and status["pending"] == 2
+    assert status["hold_episode"]["held_count"] == 2  # a left and came back would count 3
+
+
+def test_decide_is_refused_with_a_queue_attached(make_guard):
+    import threading
+    from gpu_guard.pending import EntryList
+    guard = make_guard()
+    guard.attach_queue(threading.RLock(), lambda: EntryList([]))
+    with pytest.raises(TypeError, match="decide_pass"):
+        guard.decide(QueueEntry("a", 1, {}))
