@@ -8,6 +8,9 @@ Imports `execution.PromptQueue` from the ComfyUI the tests use (0.3.75, CPU), th
 3. put: ComfyUI's `put` vs. `put` with the `queue_updated` tap (the held-set bookkeeping);
 4. the decision alone: `Guard.decide_pass` with its fresh probe reading, without the hook around it.
 Each case: the same queue depth before every call, best of five batches. Target: < 50 us per dispatch.
+The sim cases measure a device on which no process changed its bytes for RACY_S (between prompts): right
+after a load, run or free, its reading also lists (and, for this process's change, writes) the shared
+folder.
 
 Run from the repo root: python bench/bench_queue_hook.py   (imports torch and ComfyUI: ~10-40 s)
 """
@@ -26,6 +29,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from gpu_guard import Guard  # noqa: E402
 from gpu_guard.comfy import queue_ops  # noqa: E402
 from gpu_guard.comfy.queue_hook import QueueHook  # noqa: E402
+from gpu_guard.probes.sim_shared import RACY_S  # noqa: E402
 from tests.harness.comfyui_install import ensure_comfyui  # noqa: E402
 
 GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
@@ -90,6 +94,11 @@ def main() -> int:
             reading(ratio, kind)
             guard = Guard.from_environment(environ={"GPU_GUARD_PROBE": f"{kind}:{probe}", "GPU_GUARD_FAST_LANE": "0"})
             guard.poll_once()
+            if kind == "sim":
+                # between loads, runs and frees nothing on the shared device changes: its folder is
+                # listed again only when it changed, once the last change is RACY_S old
+                time.sleep(RACY_S + 0.1)
+                guard.poll_once()
             return guard
 
         rows = []
